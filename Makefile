@@ -1,0 +1,40 @@
+# Every target bootstraps its own virtualenv: nothing is installed by hand.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
+
+.PHONY: run test lint typecheck test-fast test-faults test-load bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev,bench]'
+	rm -f $(VENV)/.installed-*
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/mediakeep serve
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
+	$(BIN)/mypy
+
+test: lint
+	$(BIN)/python -m pytest -q tests --ignore=tests/faults --ignore=tests/load
+
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q -x tests --ignore=tests/faults --ignore=tests/load
+
+test-faults: $(STAMP)
+	$(BIN)/python -m pytest -q tests/faults
+
+test-load: $(STAMP)
+	$(BIN)/python -m pytest -q tests/load
+
+bench: $(STAMP)
+	$(BIN)/python -m bench.run
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache mediakeep-data
