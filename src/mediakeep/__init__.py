@@ -1,0 +1,1 @@
+"""mediakeep: keep AI-generated media for good."""
