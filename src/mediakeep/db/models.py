@@ -1,0 +1,85 @@
+"""Tables. An *asset* is what a user stored; an *object* is bytes in the store. Several
+assets of one owner may share one object (dedup); owners never share objects."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import JSON, BigInteger, DateTime, Float, ForeignKey, Index, Integer, String
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+JSONType = JSON().with_variant(JSONB(), "postgresql")
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def new_id() -> str:
+    return str(uuid.uuid4())
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class StoredObject(Base):
+    __tablename__ = "objects"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    owner: Mapped[str] = mapped_column(String(128))
+    bucket: Mapped[str] = mapped_column(String(63))
+    key: Mapped[str] = mapped_column(String(1024))
+    # NULL until the bytes are in: pending rows never collide on the dedup constraint.
+    sha256: Mapped[str | None] = mapped_column(String(64))
+    size: Mapped[int | None] = mapped_column(BigInteger)
+    content_type: Mapped[str] = mapped_column(String(127))
+    status: Mapped[str] = mapped_column(String(16))  # pending | stored | deleting
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), default=utcnow, onupdate=utcnow
+    )
+
+    __table_args__ = (
+        Index("uq_objects_bucket_key", "bucket", "key", unique=True),
+        Index("uq_objects_owner_bucket_sha", "owner", "bucket", "sha256", unique=True),
+        Index("ix_objects_status_created", "status", "created_at"),
+    )
+
+
+class Asset(Base):
+    __tablename__ = "assets"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    owner: Mapped[str] = mapped_column(String(128))
+    collection: Mapped[str] = mapped_column(String(128))
+    slot: Mapped[str | None] = mapped_column(String(128))
+    visibility: Mapped[str] = mapped_column(String(8))  # private | public
+    status: Mapped[str] = mapped_column(String(16))  # pending | stored
+    object_id: Mapped[str | None] = mapped_column(
+        String(36), ForeignKey("objects.id", ondelete="RESTRICT")
+    )
+    size: Mapped[int | None] = mapped_column(BigInteger)
+    sha256: Mapped[str | None] = mapped_column(String(64))
+    content_type: Mapped[str | None] = mapped_column(String(127))
+    media_kind: Mapped[str | None] = mapped_column(String(16))
+    width: Mapped[int | None] = mapped_column(Integer)
+    height: Mapped[int | None] = mapped_column(Integer)
+    duration: Mapped[float | None] = mapped_column(Float)
+    source_url: Mapped[str | None] = mapped_column(String(4096))
+    provider: Mapped[str | None] = mapped_column(String(128))
+    provider_metadata: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), default=utcnow, onupdate=utcnow
+    )
+
+    __table_args__ = (
+        Index("ix_assets_owner_collection_created", "owner", "collection", "created_at"),
+        Index("ix_assets_owner_sha", "owner", "sha256"),
+        Index("ix_assets_status_created", "status", "created_at"),
+        Index("ix_assets_object", "object_id"),
+    )

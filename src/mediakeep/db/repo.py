@@ -1,0 +1,393 @@
+"""Every database read and write the library makes, each in its own short transaction."""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, delete, func, or_, select, update
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from ..errors import InvalidInput, NotFound
+from ..models import AssetInfo, Page
+from .models import Asset, StoredObject, utcnow
+
+
+@dataclass
+class PendingWrite:
+    asset_id: str
+    object_id: str
+    bucket: str
+    key: str
+
+
+@dataclass
+class Finalized:
+    asset: AssetInfo
+    deduplicated: bool
+    discard_key: str | None  # our upload, made redundant by an existing identical object
+
+
+def _info(asset: Asset, obj: StoredObject) -> AssetInfo:
+    return AssetInfo(
+        id=asset.id,
+        owner=asset.owner,
+        collection=asset.collection,
+        slot=asset.slot,
+        visibility=asset.visibility,
+        status=asset.status,
+        bucket=obj.bucket,
+        key=obj.key,
+        size=asset.size or 0,
+        sha256=asset.sha256 or "",
+        content_type=asset.content_type or obj.content_type,
+        media_kind=asset.media_kind or "other",
+        width=asset.width,
+        height=asset.height,
+        duration=asset.duration,
+        source_url=asset.source_url,
+        provider=asset.provider,
+        metadata=asset.provider_metadata or {},
+        created_at=asset.created_at,
+        updated_at=asset.updated_at,
+    )
+
+
+def encode_cursor(created_at: datetime, asset_id: str) -> str:
+    raw = json.dumps([created_at.isoformat(), asset_id]).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, str]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        ts, asset_id = json.loads(raw)
+        return datetime.fromisoformat(ts), str(asset_id)
+    except (ValueError, TypeError) as exc:
+        raise InvalidInput("invalid cursor") from exc
+
+
+class Repository:
+    def __init__(self, engine: AsyncEngine, sessions: async_sessionmaker[AsyncSession]) -> None:
+        self.engine = engine
+        self.sessions = sessions
+        self._lock_rows = engine.dialect.name == "postgresql"
+
+    def _for_update(self, stmt: Any) -> Any:
+        # SQLite serialises writers with BEGIN IMMEDIATE; PostgreSQL needs row locks.
+        return stmt.with_for_update() if self._lock_rows else stmt
+
+    async def begin_write(
+        self,
+        *,
+        owner: str,
+        collection: str,
+        slot: str | None,
+        public: bool,
+        bucket: str,
+        key: str,
+        content_type: str,
+        media_kind: str,
+        source_url: str | None,
+        provider: str | None,
+        metadata: dict[str, Any],
+        asset_id: str,
+        width: int | None = None,
+        height: int | None = None,
+        duration: float | None = None,
+    ) -> PendingWrite:
+        """Phase one: record the intent (pending rows naming the key) before any bytes move."""
+        obj = StoredObject(
+            owner=owner, bucket=bucket, key=key, content_type=content_type, status="pending"
+        )
+        async with self.sessions.begin() as s:
+            s.add(obj)
+            await s.flush()
+            s.add(
+                Asset(
+                    id=asset_id,
+                    owner=owner,
+                    collection=collection,
+                    slot=slot,
+                    visibility="public" if public else "private",
+                    status="pending",
+                    object_id=obj.id,
+                    content_type=content_type,
+                    media_kind=media_kind,
+                    width=width,
+                    height=height,
+                    duration=duration,
+                    source_url=source_url,
+                    provider=provider,
+                    provider_metadata=metadata,
+                )
+            )
+        return PendingWrite(asset_id=asset_id, object_id=obj.id, bucket=bucket, key=key)
+
+    async def finalize(self, pending: PendingWrite, *, sha256: str, size: int) -> Finalized:
+        """Phase three: mark stored, or point at an identical object this owner already has."""
+        for _attempt in range(3):
+            try:
+                return await self._finalize_once(pending, sha256=sha256, size=size)
+            except sa_exc.IntegrityError:
+                # A concurrent writer stored the same bytes first; the next pass finds it.
+                continue
+        raise RuntimeError("could not finalize write after concurrent conflicts")
+
+    async def _finalize_once(self, p: PendingWrite, *, sha256: str, size: int) -> Finalized:
+        async with self.sessions.begin() as s:
+            asset = await s.get(Asset, p.asset_id)
+            mine = await s.get(StoredObject, p.object_id)
+            if asset is None or mine is None:
+                raise NotFound("the pending write disappeared (swept?)")
+            existing = (
+                await s.execute(
+                    self._for_update(
+                        select(StoredObject).where(
+                            StoredObject.owner == mine.owner,
+                            StoredObject.bucket == mine.bucket,
+                            StoredObject.sha256 == sha256,
+                            StoredObject.status == "stored",
+                        )
+                    )
+                )
+            ).scalar_one_or_none()
+            asset.sha256 = sha256
+            asset.size = size
+            asset.status = "stored"
+            asset.updated_at = utcnow()
+            if existing is not None:
+                asset.object_id = existing.id
+                mine.status = "deleting"
+                await s.flush()
+                return Finalized(_info(asset, existing), True, mine.key)
+            mine.sha256 = sha256
+            mine.size = size
+            mine.status = "stored"
+            await s.flush()
+            return Finalized(_info(asset, mine), False, None)
+
+    async def abandon(self, pending: PendingWrite) -> None:
+        """Undo phase one after a failed write (the caller removed the bytes)."""
+        async with self.sessions.begin() as s:
+            await s.execute(delete(Asset).where(Asset.id == pending.asset_id))
+            await s.execute(
+                delete(StoredObject).where(
+                    StoredObject.id == pending.object_id, StoredObject.status != "stored"
+                )
+            )
+
+    async def forget_object(self, object_id: str) -> None:
+        async with self.sessions.begin() as s:
+            await s.execute(
+                delete(StoredObject).where(
+                    StoredObject.id == object_id, StoredObject.status != "stored"
+                )
+            )
+
+    async def get(self, asset_id: str, owner: str | None = None) -> AssetInfo:
+        stmt = (
+            select(Asset, StoredObject)
+            .join(StoredObject, Asset.object_id == StoredObject.id)
+            .where(Asset.id == asset_id, Asset.status == "stored")
+        )
+        if owner is not None:
+            stmt = stmt.where(Asset.owner == owner)
+        async with self.sessions() as s:
+            row = (await s.execute(stmt)).first()
+        if row is None:
+            raise NotFound("no such asset")
+        return _info(row[0], row[1])
+
+    async def get_many(self, asset_ids: Sequence[str], owner: str | None) -> dict[str, AssetInfo]:
+        if not asset_ids:
+            return {}
+        stmt = (
+            select(Asset, StoredObject)
+            .join(StoredObject, Asset.object_id == StoredObject.id)
+            .where(Asset.id.in_(list(asset_ids)), Asset.status == "stored")
+        )
+        if owner is not None:
+            stmt = stmt.where(Asset.owner == owner)
+        async with self.sessions() as s:
+            rows = (await s.execute(stmt)).all()
+        return {a.id: _info(a, o) for a, o in rows}
+
+    async def list_assets(
+        self,
+        *,
+        owner: str,
+        collection: str | None = None,
+        slot: str | None = None,
+        kind: str | None = None,
+        created_after: datetime | None = None,
+        created_before: datetime | None = None,
+        limit: int = 100,
+        cursor: str | None = None,
+    ) -> Page:
+        """Newest first; the cursor continues exactly where the last page ended."""
+        stmt = (
+            select(Asset, StoredObject)
+            .join(StoredObject, Asset.object_id == StoredObject.id)
+            .where(Asset.owner == owner, Asset.status == "stored")
+        )
+        if collection is not None:
+            stmt = stmt.where(Asset.collection == collection)
+        if slot is not None:
+            stmt = stmt.where(Asset.slot == slot)
+        if kind is not None:
+            stmt = stmt.where(Asset.media_kind == kind)
+        if created_after is not None:
+            stmt = stmt.where(Asset.created_at >= created_after)
+        if created_before is not None:
+            stmt = stmt.where(Asset.created_at < created_before)
+        if cursor:
+            ts, last_id = decode_cursor(cursor)
+            stmt = stmt.where(
+                or_(Asset.created_at < ts, and_(Asset.created_at == ts, Asset.id < last_id))
+            )
+        stmt = stmt.order_by(Asset.created_at.desc(), Asset.id.desc()).limit(limit + 1)
+        async with self.sessions() as s:
+            rows = (await s.execute(stmt)).all()
+        items = [_info(a, o) for a, o in rows[:limit]]
+        next_cursor = None
+        if len(rows) > limit and items:
+            next_cursor = encode_cursor(items[-1].created_at, items[-1].id)
+        return Page(items=items, next_cursor=next_cursor)
+
+    async def delete_asset(self, asset_id: str, owner: str | None) -> StoredObject | None:
+        """Remove the asset; returns its object when no other asset still needs the bytes
+        (already marked ``deleting``, so the caller can remove them from the store)."""
+        async with self.sessions.begin() as s:
+            stmt = select(Asset).where(Asset.id == asset_id, Asset.status == "stored")
+            if owner is not None:
+                stmt = stmt.where(Asset.owner == owner)
+            asset = (await s.execute(self._for_update(stmt))).scalar_one_or_none()
+            if asset is None:
+                raise NotFound("no such asset")
+            obj = (
+                await s.execute(
+                    self._for_update(select(StoredObject).where(StoredObject.id == asset.object_id))
+                )
+            ).scalar_one()
+            await s.delete(asset)
+            await s.flush()
+            return await self._release_if_unused(s, obj)
+
+    async def _release_if_unused(self, s: AsyncSession, obj: StoredObject) -> StoredObject | None:
+        refs = await s.scalar(select(func.count()).where(Asset.object_id == obj.id))
+        if refs:
+            return None
+        obj.status = "deleting"
+        return obj
+
+    async def begin_move(
+        self, asset_id: str, owner: str | None, public: bool, bucket: str
+    ) -> tuple[AssetInfo, StoredObject | None, StoredObject | None]:
+        """Start a visibility change: returns (asset, existing object in the target bucket
+        with the same bytes or None, pending new object to copy into or None)."""
+        async with self.sessions.begin() as s:
+            stmt = select(Asset).where(Asset.id == asset_id, Asset.status == "stored")
+            if owner is not None:
+                stmt = stmt.where(Asset.owner == owner)
+            asset = (await s.execute(stmt)).scalar_one_or_none()
+            if asset is None:
+                raise NotFound("no such asset")
+            current = await s.get(StoredObject, asset.object_id)
+            assert current is not None
+            info = _info(asset, current)
+            if info.public == public:
+                return info, None, None
+            existing = (
+                await s.execute(
+                    select(StoredObject).where(
+                        StoredObject.owner == asset.owner,
+                        StoredObject.bucket == bucket,
+                        StoredObject.sha256 == asset.sha256,
+                        StoredObject.status == "stored",
+                    )
+                )
+            ).scalar_one_or_none()
+            if existing is not None:
+                return info, existing, None
+            new = StoredObject(
+                owner=asset.owner,
+                bucket=bucket,
+                key=current.key,
+                content_type=current.content_type,
+                status="pending",
+            )
+            s.add(new)
+            await s.flush()
+            return info, None, new
+
+    async def finish_move(
+        self, asset_id: str, target: StoredObject, public: bool, *, sha256: str, size: int
+    ) -> tuple[AssetInfo, StoredObject | None]:
+        """Point the asset at ``target``; returns the old object if it is now unused."""
+        async with self.sessions.begin() as s:
+            asset = await s.get(Asset, asset_id)
+            if asset is None:
+                raise NotFound("no such asset")
+            tgt = await s.get(StoredObject, target.id)
+            assert tgt is not None
+            if tgt.status == "pending":
+                tgt.sha256, tgt.size, tgt.status = sha256, size, "stored"
+            old = await s.get(StoredObject, asset.object_id)
+            assert old is not None
+            asset.object_id = tgt.id
+            asset.visibility = "public" if public else "private"
+            asset.updated_at = utcnow()
+            await s.flush()
+            released = await self._release_if_unused(s, old)
+            return _info(asset, tgt), released
+
+    async def objects_to_sweep(self, older_than: timedelta) -> list[StoredObject]:
+        """Pending writes older than ``older_than`` (their writer died), anything marked
+        deleting, and stored objects no asset references."""
+        cutoff = utcnow() - older_than
+        unreferenced = ~select(Asset.id).where(Asset.object_id == StoredObject.id).exists()
+        async with self.sessions() as s:
+            rows = await s.execute(
+                select(StoredObject).where(
+                    or_(
+                        and_(StoredObject.status == "pending", StoredObject.created_at < cutoff),
+                        StoredObject.status == "deleting",
+                        and_(StoredObject.status == "stored", unreferenced),
+                    )
+                )
+            )
+            return list(rows.scalars())
+
+    async def drop_swept(self, obj: StoredObject) -> None:
+        async with self.sessions.begin() as s:
+            await s.execute(
+                delete(Asset).where(Asset.object_id == obj.id, Asset.status == "pending")
+            )
+            await s.execute(delete(StoredObject).where(StoredObject.id == obj.id))
+
+    async def mark_deleting(self, object_id: str) -> None:
+        async with self.sessions.begin() as s:
+            await s.execute(
+                update(StoredObject).where(StoredObject.id == object_id).values(status="deleting")
+            )
+
+    async def known_keys(self, bucket: str, keys: Sequence[str]) -> set[str]:
+        if not keys:
+            return set()
+        async with self.sessions() as s:
+            rows = await s.execute(
+                select(StoredObject.key).where(
+                    StoredObject.bucket == bucket, StoredObject.key.in_(list(keys))
+                )
+            )
+            return set(rows.scalars())
+
+    async def ping(self) -> None:
+        async with self.sessions() as s:
+            await s.execute(select(1))

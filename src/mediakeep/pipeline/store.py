@@ -1,0 +1,289 @@
+"""The store pipeline: the one code path every way in (URL ingest, upload, migration, ...)
+goes through. Stream in, hash and sniff on the way, write once, record, dedup."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..db.repo import Finalized, PendingWrite, Repository
+from ..errors import (
+    DownloadTimeout,
+    EmptyFile,
+    FileTooLarge,
+    IntegrityError,
+    MediaKeepError,
+    SizeMismatch,
+    StoreError,
+    UnsupportedMediaType,
+)
+from ..media.probe import probe_header
+from ..models import AssetInfo
+from ..stores.base import ObjectStore, cache_control
+from .fetch import Fetcher
+from .keys import build_key, validate_name
+from .sniff import check_complete, extension_for, media_kind, sniff
+
+log = logging.getLogger("mediakeep.pipeline")
+
+HEAD_BYTES = 64 * 1024
+TAIL_BYTES = 1024
+ByteProgress = Callable[[int, int | None], None]
+
+
+@dataclass
+class StoreRequest:
+    owner: str
+    collection: str
+    slot: str | None = None
+    public: bool = False
+    provider: str | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+    allowed_types: tuple[str, ...] | None = None
+
+
+@dataclass
+class PipelineConfig:
+    private_bucket: str
+    public_bucket: str
+    key_template: str
+    max_file_size: int
+    allowed_types: tuple[str, ...]
+    download_timeout: float
+    max_retries: int
+    max_image_pixels: int
+
+
+@dataclass
+class Stored:
+    asset: AssetInfo
+    deduplicated: bool
+
+
+class StorePipeline:
+    def __init__(
+        self, config: PipelineConfig, store: ObjectStore, repo: Repository, fetcher: Fetcher
+    ) -> None:
+        self.config = config
+        self.store = store
+        self.repo = repo
+        self.fetcher = fetcher
+
+    async def run(
+        self, source: Any, req: StoreRequest, on_bytes: ByteProgress | None = None
+    ) -> Stored:
+        """Store one source. Raises a MediaKeepError; on failure nothing is left behind."""
+        validate_name(req.owner, "owner")
+        validate_name(req.collection, "collection")
+        if req.slot is not None:
+            validate_name(req.slot, "slot")
+        attempt = 0
+        while True:
+            try:
+                async with asyncio.timeout(self.config.download_timeout):
+                    return await self._attempt(source, req, on_bytes)
+            except TimeoutError as exc:
+                raise DownloadTimeout(
+                    f"the transfer did not finish within {self.config.download_timeout:g} s"
+                ) from exc
+            except MediaKeepError as exc:
+                # Only transfers cut short mid-body get here as retryable; failures to
+                # connect were already retried by the fetcher.
+                if not (exc.retryable and source.reopenable and attempt < self.config.max_retries):
+                    raise
+                attempt += 1
+                log.info("retrying transfer", extra={"category": "download", "attempt": attempt})
+
+    async def _attempt(
+        self, source: Any, req: StoreRequest, on_bytes: ByteProgress | None
+    ) -> Stored:
+        cfg = self.config
+        opened = await source.open(self.fetcher)
+        pending: PendingWrite | None = None
+        uploaded = False
+        try:
+            declared = opened.declared_length
+            if declared is not None and declared > cfg.max_file_size:
+                raise FileTooLarge(
+                    f"the source is {declared} bytes; the limit is {cfg.max_file_size}"
+                )
+            head, eof = await _read_head(opened.chunks, HEAD_BYTES)
+            if not head:
+                raise EmptyFile("the source is empty")
+            content_type = sniff(head)
+            allowed = req.allowed_types or cfg.allowed_types
+            if content_type not in allowed:
+                raise UnsupportedMediaType(
+                    f"the content is {content_type}, which is not allowed here",
+                    content_type=content_type,
+                )
+            header = probe_header(head, content_type, cfg.max_image_pixels)
+            kind = media_kind(content_type)
+            asset_id = str(uuid.uuid4())
+            bucket = cfg.public_bucket if req.public else cfg.private_bucket
+            key = build_key(
+                cfg.key_template,
+                owner=req.owner,
+                collection=req.collection,
+                slot=req.slot,
+                asset_id=asset_id,
+                ext=extension_for(content_type),
+                kind=kind,
+            )
+            pending = await self.repo.begin_write(
+                owner=req.owner,
+                collection=req.collection,
+                slot=req.slot,
+                public=req.public,
+                bucket=bucket,
+                key=key,
+                content_type=content_type,
+                media_kind=kind,
+                source_url=opened.source_url,
+                provider=req.provider,
+                metadata=req.metadata,
+                asset_id=asset_id,
+                width=header.width,
+                height=header.height,
+            )
+            meter = _Meter(head, opened.chunks, eof, cfg.max_file_size, declared, on_bytes)
+            try:
+                info = await self.store.put(
+                    bucket,
+                    key,
+                    meter.body(),
+                    content_type=content_type,
+                    cache_control=cache_control(req.public),
+                )
+            except BaseException:
+                uploaded = True  # a partial object may exist: remove it
+                if meter.error is not None:
+                    raise meter.error from None
+                raise
+            uploaded = True
+            if meter.error is not None:
+                raise meter.error
+            if declared is not None and meter.size != declared:
+                raise SizeMismatch(f"the server announced {declared} bytes but sent {meter.size}")
+            problem = check_complete(content_type, meter.tail, meter.size)
+            if problem:
+                raise UnsupportedMediaType(problem, content_type=content_type)
+            await self._verify(bucket, key, meter.size, info.size)
+            done: Finalized = await self.repo.finalize(
+                pending, sha256=meter.sha256.hexdigest(), size=meter.size
+            )
+            if done.discard_key is not None:
+                await self._discard(pending.bucket, done.discard_key, pending.object_id)
+            return Stored(done.asset, done.deduplicated)
+        except BaseException:
+            if pending is not None:
+                await asyncio.shield(self._rollback(pending, uploaded))
+            raise
+        finally:
+            opened.close()
+
+    async def _verify(self, bucket: str, key: str, expected: int, reported: int) -> None:
+        if reported != expected:
+            raise IntegrityError(f"the store took {reported} bytes, we sent {expected}")
+        head = await self.store.head(bucket, key)
+        if head is None or head.size != expected:
+            got = None if head is None else head.size
+            raise IntegrityError(f"after upload the store holds {got} bytes, not {expected}")
+
+    async def _discard(self, bucket: str, key: str, object_id: str) -> None:
+        try:
+            await self.store.delete(bucket, key)
+        except StoreError:
+            log.warning("could not delete duplicate upload; the sweep will", extra={"key": key})
+            return
+        await self.repo.forget_object(object_id)
+
+    async def _rollback(self, pending: PendingWrite, uploaded: bool) -> None:
+        try:
+            if uploaded:
+                await self.store.delete(pending.bucket, pending.key)
+            await self.repo.abandon(pending)
+        except Exception:
+            # The pending rows stay behind and name the key: the sweep finishes the job.
+            log.warning(
+                "rollback incomplete; left for the sweep",
+                extra={"category": "cleanup", "key": pending.key},
+            )
+
+
+async def _read_head(chunks: AsyncIterator[bytes], want: int) -> tuple[bytes, bool]:
+    parts: list[bytes] = []
+    size = 0
+    while size < want:
+        try:
+            chunk = await anext(chunks)
+        except StopAsyncIteration:
+            return b"".join(parts), True
+        parts.append(chunk)
+        size += len(chunk)
+    return b"".join(parts), False
+
+
+class _Meter:
+    """Passes the bytes to the store while hashing, counting and enforcing the size cap.
+
+    Errors raised here are remembered, because the store client may wrap or swallow an
+    exception raised inside the body it is consuming."""
+
+    def __init__(
+        self,
+        head: bytes,
+        rest: AsyncIterator[bytes],
+        eof: bool,
+        limit: int,
+        declared: int | None,
+        on_bytes: ByteProgress | None,
+    ) -> None:
+        self._head = head
+        self._rest = rest
+        self._eof = eof
+        self._limit = limit
+        self._declared = declared
+        self._on_bytes = on_bytes
+        self.sha256 = hashlib.sha256()
+        self.size = 0
+        self.tail = b""
+        self.error: BaseException | None = None
+        self._last_report = 0.0
+
+    def _take(self, chunk: bytes) -> None:
+        self.size += len(chunk)
+        if self.size > self._limit:
+            raise FileTooLarge(f"the source is larger than the limit of {self._limit} bytes")
+        if self._declared is not None and self.size > self._declared:
+            raise SizeMismatch(f"the server sent more than the {self._declared} bytes it announced")
+        self.sha256.update(chunk)
+        self.tail = (
+            chunk[-TAIL_BYTES:] if len(chunk) >= TAIL_BYTES else (self.tail + chunk)[-TAIL_BYTES:]
+        )
+        if self._on_bytes is not None:
+            now = time.monotonic()
+            if now - self._last_report >= 0.1:
+                self._last_report = now
+                self._on_bytes(self.size, self._declared)
+
+    async def body(self) -> AsyncIterator[bytes]:
+        try:
+            self._take(self._head)
+            yield self._head
+            if self._eof:
+                return
+            async for chunk in self._rest:
+                self._take(chunk)
+                yield chunk
+        except BaseException as exc:
+            self.error = exc
+            raise
+        if self._on_bytes is not None:
+            self._on_bytes(self.size, self._declared)
