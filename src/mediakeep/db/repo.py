@@ -388,6 +388,14 @@ class Repository:
             )
             return set(rows.scalars())
 
+    async def content_type_of(self, bucket: str, key: str) -> str | None:
+        async with self.sessions() as s:
+            return await s.scalar(
+                select(StoredObject.content_type).where(
+                    StoredObject.bucket == bucket, StoredObject.key == key
+                )
+            )
+
     async def ping(self) -> None:
         async with self.sessions() as s:
             await s.execute(select(1))
