@@ -113,7 +113,7 @@ class MediaKeep:
     ) -> StoreRequest:
         return StoreRequest(
             owner=owner,
-            collection=collection or self.settings.default_collection,
+            collection=self.settings.default_collection if collection is None else collection,
             slot=slot,
             public=public,
             provider=provider,

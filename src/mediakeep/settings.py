@@ -5,12 +5,13 @@ The names here are a contract with other tools: see ``.env.example``.
 
 from __future__ import annotations
 
+import json
 import secrets
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import AliasChoices, Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_DATA_DIR = Path("./mediakeep-data")
 
@@ -77,7 +78,7 @@ class Settings(BaseSettings):
     key_template: str = "{owner}/{collection}/{asset_id}{suffix}.{ext}"
     default_collection: str = "default"
     max_file_size: int = 5 * 1024**3
-    allowed_types: tuple[str, ...] = DEFAULT_ALLOWED_TYPES
+    allowed_types: Annotated[tuple[str, ...], NoDecode] = DEFAULT_ALLOWED_TYPES
     signed_url_expires: int = 3600
     max_image_pixels: int = 100_000_000
 
@@ -89,8 +90,8 @@ class Settings(BaseSettings):
     retry_max_backoff: float = 20.0
     max_redirects: int = 5
     allow_private_networks: bool = False
-    allowed_hosts: tuple[str, ...] = ()
-    trusted_networks: tuple[str, ...] = ()
+    allowed_hosts: Annotated[tuple[str, ...], NoDecode] = ()
+    trusted_networks: Annotated[tuple[str, ...], NoDecode] = ()
     ingest_concurrency: int = 8
 
     signing_secret: str | None = Field(default=None, repr=False)
@@ -101,6 +102,8 @@ class Settings(BaseSettings):
     def _split_csv(cls, v: object) -> object:
         # Environment variables arrive as one string; accept "a,b,c" as well as JSON lists.
         if isinstance(v, str):
+            if v.strip().startswith("["):
+                return tuple(json.loads(v))
             return tuple(p.strip() for p in v.split(",") if p.strip())
         return v
 
