@@ -19,6 +19,9 @@ from .base import Body, ByteRange, ObjectInfo, SignedRequest
 if TYPE_CHECKING:
     from obstore.store import ClientConfig
 
+# obstore maps "not found" to the builtin FileNotFoundError (its own class in some paths).
+_MISSING = (NotFoundError, FileNotFoundError)
+
 # Objects up to this size go up in one PUT; larger ones stream as multipart uploads whose
 # parts are this size. Bounded memory per transfer: about 2 parts in flight.
 SINGLE_PUT_LIMIT = 8 * 1024 * 1024
@@ -143,7 +146,7 @@ class S3Store:
             options["range"] = (byte_range.start, byte_range.end + 1)
         try:
             res = await obstore.get_async(self._store(bucket), key, options=options or None)  # type: ignore[arg-type]
-        except NotFoundError as exc:
+        except _MISSING as exc:
             raise NotFound("no such object") from exc
         except Exception as exc:
             raise StoreError(f"S3 download failed: {_short(exc)}") from exc
@@ -153,7 +156,7 @@ class S3Store:
     async def head(self, bucket: str, key: str) -> ObjectInfo | None:
         try:
             meta = await obstore.head_async(self._store(bucket), key)
-        except NotFoundError:
+        except _MISSING:
             return None
         except Exception as exc:
             raise StoreError(f"S3 head failed: {_short(exc)}") from exc
@@ -162,7 +165,7 @@ class S3Store:
     async def delete(self, bucket: str, key: str) -> None:
         try:
             await obstore.delete_async(self._store(bucket), key)
-        except NotFoundError:
+        except _MISSING:
             return
         except Exception as exc:
             raise StoreError(f"S3 delete failed: {_short(exc)}") from exc
@@ -177,7 +180,7 @@ class S3Store:
         if src_bucket == dst_bucket:
             try:
                 await obstore.copy_async(self._store(src_bucket), src_key, dst_key)
-            except NotFoundError as exc:
+            except _MISSING as exc:
                 raise NotFound("no such object") from exc
             return
         info = await self.head(src_bucket, src_key)

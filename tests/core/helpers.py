@@ -1,0 +1,41 @@
+"""Assertions about what is (not) left in the database and the store."""
+
+from __future__ import annotations
+
+import io
+
+from PIL import Image
+from sqlalchemy import func, select
+
+from mediakeep import MediaKeep
+from mediakeep.db.models import Asset, StoredObject
+
+
+def png_bytes(seed: int, size: int = 48) -> bytes:
+    img = Image.new("RGB", (size, size), (seed % 256, (seed * 7) % 256, (seed * 13) % 256))
+    for i in range(size):
+        img.putpixel((i, i), (255 - seed % 256, 0, 0))
+    buf = io.BytesIO()
+    img.save(buf, "PNG")
+    return buf.getvalue()
+
+
+async def rows_for(keep: MediaKeep, owner: str) -> tuple[int, int]:
+    """(asset rows, object rows) the owner has in any state."""
+    async with keep.repo.sessions() as s:
+        assets = await s.scalar(select(func.count()).where(Asset.owner == owner))
+        objects = await s.scalar(select(func.count()).where(StoredObject.owner == owner))
+    return int(assets or 0), int(objects or 0)
+
+
+async def keys_in_store(keep: MediaKeep, owner: str) -> list[str]:
+    keys: list[str] = []
+    for bucket in (keep.settings.private_bucket, keep.settings.public_bucket):
+        async for info in keep.store.list_objects(bucket, f"{owner}/"):
+            keys.append(f"{bucket}/{info.key}")
+    return keys
+
+
+async def assert_nothing_stored(keep: MediaKeep, owner: str) -> None:
+    assert await rows_for(keep, owner) == (0, 0)
+    assert await keys_in_store(keep, owner) == []
