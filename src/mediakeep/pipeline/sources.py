@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import InvalidInput, NotFound
+from ..stores.base import ObjectStore
 from .fetch import Download, Fetcher
 
 FILE_CHUNK = 1024 * 1024
@@ -105,6 +106,25 @@ class StreamSource(Source):
     @property
     def reopenable(self) -> bool:
         return False
+
+
+@dataclass
+class StoredObjectSource(Source):
+    """An object already in the store (a presigned upload's staging copy, or a migration
+    source): it goes through the pipeline like any download."""
+
+    store: ObjectStore
+    bucket: str
+    key: str
+
+    async def open(self, fetcher: Fetcher) -> Opened:
+        info = await self.store.head(self.bucket, self.key)
+        if info is None:
+            raise NotFound("the uploaded object is not in the store")
+        return Opened(aiter(self.store.get(self.bucket, self.key)), info.size, None, lambda: None)
+
+    def describe(self) -> str:
+        return f"{self.bucket}/{self.key}"
 
 
 SourceLike = Source | str | Path | bytes | AsyncIterable[bytes]

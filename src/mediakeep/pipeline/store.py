@@ -46,6 +46,11 @@ class StoreRequest:
     provider: str | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
     allowed_types: tuple[str, ...] | None = None
+    # Set when the caller reserved the id already (presigned uploads).
+    asset_id: str | None = None
+    # What the uploader promised; a mismatch is rejected (presigned uploads).
+    expected_type: str | None = None
+    expected_size: int | None = None
 
 
 @dataclass
@@ -123,9 +128,21 @@ class StorePipeline:
                     f"the content is {content_type}, which is not allowed here",
                     content_type=content_type,
                 )
+            if req.expected_type is not None and content_type != req.expected_type:
+                raise UnsupportedMediaType(
+                    f"the content is {content_type}, not the promised {req.expected_type}",
+                    content_type=content_type,
+                )
+            if req.expected_size is not None:
+                if declared is None:
+                    declared = req.expected_size
+                elif declared != req.expected_size:
+                    raise SizeMismatch(
+                        f"the upload is {declared} bytes, not the promised {req.expected_size}"
+                    )
             header = probe_header(head, content_type, cfg.max_image_pixels)
             kind = media_kind(content_type)
-            asset_id = str(uuid.uuid4())
+            asset_id = req.asset_id or str(uuid.uuid4())
             bucket = cfg.public_bucket if req.public else cfg.private_bucket
             key = build_key(
                 cfg.key_template,
