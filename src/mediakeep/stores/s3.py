@@ -3,6 +3,8 @@ obstore: SigV4 signing and transfers run in Rust, off the Python interpreter."""
 
 from __future__ import annotations
 
+import hashlib
+import re
 from collections.abc import AsyncIterator, Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
@@ -13,7 +15,7 @@ import obstore
 from obstore.exceptions import NotFoundError
 from obstore.store import S3Store as _ObS3Store
 
-from ..errors import NotFound, StoreError
+from ..errors import IntegrityError, NotFound, StoreError
 from .base import Body, ByteRange, ObjectInfo, SignedRequest
 
 if TYPE_CHECKING:
@@ -21,6 +23,7 @@ if TYPE_CHECKING:
 
 # obstore maps "not found" to the builtin FileNotFoundError (its own class in some paths).
 _MISSING = (NotFoundError, FileNotFoundError)
+_MD5_HEX = re.compile(r"[0-9a-fA-F]{32}")
 
 # Objects up to this size go up in one PUT; larger ones stream as multipart uploads whose
 # parts are this size. Bounded memory per transfer: about 2 parts in flight.
@@ -102,10 +105,7 @@ class S3Store:
         attrs: dict[str, str] = {"Content-Type": content_type, "Cache-Control": cache_control}
         try:
             if isinstance(body, bytes | bytearray | memoryview):
-                res = await obstore.put_async(
-                    store, key, bytes(body), attributes=attrs, use_multipart=False
-                )
-                return ObjectInfo(key=key, size=len(body), etag=res["e_tag"])
+                return await self._put_single(store, key, bytes(body), attrs)
             it = aiter(body)
             head: list[bytes] = []
             size = 0
@@ -119,11 +119,7 @@ class S3Store:
                 head.append(chunk)
                 size += len(chunk)
             if exhausted:
-                data = b"".join(head)
-                res = await obstore.put_async(
-                    store, key, data, attributes=attrs, use_multipart=False
-                )
-                return ObjectInfo(key=key, size=len(data), etag=res["e_tag"])
+                return await self._put_single(store, key, b"".join(head), attrs)
             counted = _Counting(head, it)
             res = await obstore.put_async(
                 store,
@@ -137,6 +133,19 @@ class S3Store:
             return ObjectInfo(key=key, size=counted.size, etag=res["e_tag"])
         except (OSError, obstore.exceptions.BaseError) as exc:  # type: ignore[attr-defined]
             raise StoreError(f"S3 upload failed: {_short(exc)}") from exc
+
+    async def _put_single(
+        self, store: _ObS3Store, key: str, data: bytes, attrs: dict[str, str]
+    ) -> ObjectInfo:
+        res = await obstore.put_async(store, key, data, attributes=attrs, use_multipart=False)
+        etag = (res["e_tag"] or "").strip('"')
+        # A single-part PUT's ETag is the MD5 of the body on S3 and its clones: a free
+        # end-to-end check that the store holds exactly what we sent.
+        if _MD5_HEX.fullmatch(etag):
+            local = hashlib.md5(data, usedforsecurity=False).hexdigest()
+            if etag.lower() != local:
+                raise IntegrityError(f"the store's checksum {etag} does not match ours {local}")
+        return ObjectInfo(key=key, size=len(data), etag=res["e_tag"])
 
     async def get(
         self, bucket: str, key: str, byte_range: ByteRange | None = None
