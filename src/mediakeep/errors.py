@@ -112,3 +112,44 @@ class InvalidSignature(MediaKeepError):
 
 class ExpiredSignature(InvalidSignature):
     code = "expired_signature"
+
+
+class ObjectExists(StoreError):
+    """The key is already taken; stores never overwrite unless asked to."""
+
+    code = "object_exists"
+    status = 409
+    retryable = False
+
+
+class BucketNotFound(StoreError):
+    """The bucket is missing: a configuration problem, not a missing object."""
+
+    code = "bucket_not_found"
+    retryable = False
+
+
+class StoreAuthError(StoreError):
+    """The store refused our credentials (bad or expired key, or no permission)."""
+
+    code = "store_auth_failed"
+    retryable = False
+
+
+class UnsupportedOperation(StoreError):
+    """This store cannot do that the way it was asked (e.g. sign without a network call)."""
+
+    code = "unsupported_operation"
+    retryable = False
+
+
+class ObjectTooLarge(FileTooLarge):
+    """The store's own limit (e.g. a bucket's file size limit) refused the object."""
+
+    code = "object_too_large"
+
+
+class StoreRejectedType(UnsupportedMediaType):
+    """The store's own rules (e.g. a bucket's allowed MIME types) refused the type."""
+
+    code = "store_rejected_type"

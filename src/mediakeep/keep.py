@@ -70,6 +70,8 @@ class MediaKeep:
                 download_timeout=s.download_timeout,
                 max_retries=s.max_retries,
                 max_image_pixels=s.max_image_pixels,
+                public_allowed_types=s.public_allowed_types,
+                collection_allowed_types=s.collection_allowed_types,
             ),
             self.store,
             self.repo,

@@ -79,6 +79,10 @@ class Settings(BaseSettings):
     default_collection: str = "default"
     max_file_size: int = 5 * 1024**3
     allowed_types: Annotated[tuple[str, ...], NoDecode] = DEFAULT_ALLOWED_TYPES
+    # Narrower lists for public assets and for named collections (JSON object of
+    # collection -> list of types); the most specific one applies.
+    public_allowed_types: Annotated[tuple[str, ...] | None, NoDecode] = None
+    collection_allowed_types: dict[str, tuple[str, ...]] = Field(default_factory=dict)
     signed_url_expires: int = 3600
     max_image_pixels: int = 100_000_000
 
@@ -97,7 +101,9 @@ class Settings(BaseSettings):
     signing_secret: str | None = Field(default=None, repr=False)
     base_url: str = "http://127.0.0.1:8787"
 
-    @field_validator("allowed_types", "allowed_hosts", "trusted_networks", mode="before")
+    @field_validator(
+        "allowed_types", "public_allowed_types", "allowed_hosts", "trusted_networks", mode="before"
+    )
     @classmethod
     def _split_csv(cls, v: object) -> object:
         # Environment variables arrive as one string; accept "a,b,c" as well as JSON lists.

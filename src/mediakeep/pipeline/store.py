@@ -63,6 +63,18 @@ class PipelineConfig:
     download_timeout: float
     max_retries: int
     max_image_pixels: int
+    public_allowed_types: tuple[str, ...] | None = None
+    collection_allowed_types: dict[str, tuple[str, ...]] = field(default_factory=dict)
+
+    def allowed_for(self, req: StoreRequest) -> tuple[str, ...]:
+        """Most specific wins: the request, then its collection, then its visibility."""
+        if req.allowed_types is not None:
+            return req.allowed_types
+        if req.collection in self.collection_allowed_types:
+            return self.collection_allowed_types[req.collection]
+        if req.public and self.public_allowed_types is not None:
+            return self.public_allowed_types
+        return self.allowed_types
 
 
 @dataclass
@@ -122,8 +134,7 @@ class StorePipeline:
             if not head:
                 raise EmptyFile("the source is empty")
             content_type = sniff(head)
-            allowed = req.allowed_types or cfg.allowed_types
-            if content_type not in allowed:
+            if content_type not in cfg.allowed_for(req):
                 raise UnsupportedMediaType(
                     f"the content is {content_type}, which is not allowed here",
                     content_type=content_type,
