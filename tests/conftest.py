@@ -18,6 +18,7 @@ from tests.support.netutil import free_port
 from tests.support.postgres import PostgresServer
 from tests.support.provider import Provider
 from tests.support.seaweed import SeaweedS3
+from tests.support.supabase_storage import SupabaseTarget
 
 PRIVATE_BUCKET = f"mk-assets-{uuid.uuid4().hex[:8]}"
 PUBLIC_BUCKET = f"mk-public-{uuid.uuid4().hex[:8]}"
@@ -31,6 +32,17 @@ def seaweed() -> Iterator[SeaweedS3]:
         yield server
     finally:
         server.close()
+
+
+@pytest.fixture(scope="session")
+def supabase() -> Iterator[SupabaseTarget]:
+    """The local Supabase Storage server, or a real project when
+    MEDIAKEEP_TEST_SUPABASE_URL and MEDIAKEEP_TEST_SUPABASE_KEY are set."""
+    target = SupabaseTarget.from_env()
+    try:
+        yield target
+    finally:
+        target.close()
 
 
 @pytest.fixture(scope="session")
@@ -73,6 +85,7 @@ BACKENDS = [
     Backend("sqlite", "s3"),
     Backend("postgres", "local"),
     Backend("postgres", "s3"),
+    Backend("sqlite", "supabase"),
 ]
 
 
@@ -103,6 +116,11 @@ def make_settings(
             s3_access_key_id=sw.access_key,
             s3_secret_access_key=sw.secret_key,
         )
+    elif backend.store == "supabase":
+        sb: SupabaseTarget = request.getfixturevalue("supabase")
+        sb.uses(PRIVATE_BUCKET)
+        sb.uses(PUBLIC_BUCKET)
+        values.update(store="supabase", supabase_url=sb.url, supabase_service_key=sb.service_key)
     else:
         values["local_root"] = tmp / "objects"
     values.update(overrides)

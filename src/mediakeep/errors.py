@@ -153,3 +153,86 @@ class StoreRejectedType(UnsupportedMediaType):
     """The store's own rules (e.g. a bucket's allowed MIME types) refused the type."""
 
     code = "store_rejected_type"
+
+
+# -- the HTTP service ----------------------------------------------------------------------
+
+
+class Unauthorized(MediaKeepError):
+    """No usable credentials. Always answered with 401 and a ``WWW-Authenticate`` header."""
+
+    code = "unauthorized"
+    status = 401
+
+
+class InvalidToken(Unauthorized):
+    """The bearer token is malformed, wrongly signed, uses another algorithm, or lacks
+    the claims we need."""
+
+    code = "invalid_token"
+
+
+class TokenExpired(InvalidToken):
+    code = "token_expired"
+
+
+class InvalidApiKey(Unauthorized):
+    code = "invalid_api_key"
+
+
+class OwnerNotAllowed(MediaKeepError):
+    """The caller asked to act for another owner without the service role."""
+
+    code = "owner_not_allowed"
+    status = 403
+
+
+class OwnerRequired(InvalidInput):
+    """A service-role caller must say which owner it acts for."""
+
+    code = "owner_required"
+
+
+class RequestTooLarge(MediaKeepError):
+    code = "request_too_large"
+    status = 413
+
+
+class RateLimited(MediaKeepError):
+    code = "rate_limited"
+    status = 429
+
+    def __init__(self, message: str, *, retry_after: int, **detail: Any) -> None:
+        super().__init__(message, retry_after=retry_after, **detail)
+        self.retry_after = retry_after
+
+
+class UploadNotPending(MediaKeepError):
+    """The presigned upload was already completed (a replay) or rejected."""
+
+    code = "upload_not_pending"
+    status = 409
+
+
+class UploadNotReceived(MediaKeepError):
+    """``complete`` was called but nothing arrived at the upload URL (yet)."""
+
+    code = "upload_not_received"
+    status = 409
+
+
+class UploadExpired(MediaKeepError):
+    code = "upload_expired"
+    status = 410
+
+
+class UploadSizeMismatch(SizeMismatch):
+    """What arrived is not the size that was presigned: the client's fault, not upstream's."""
+
+    code = "upload_size_mismatch"
+    status = 422
+
+
+class UploadChecksumMismatch(MediaKeepError):
+    code = "upload_checksum_mismatch"
+    status = 422

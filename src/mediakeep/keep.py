@@ -5,41 +5,73 @@ from __future__ import annotations
 import asyncio
 import builtins
 import logging
-from collections.abc import AsyncIterable, Callable, Sequence
+import re
+import uuid
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from .bundles.api import BundlesMixin
 from .db import migrate
 from .db.engine import create_engine, session_factory
 from .db.repo import Repository
-from .errors import InvalidInput, MediaKeepError, StoreError
-from .models import AssetInfo, IngestResult, ItemProgress, Page, SweepReport
+from .errors import (
+    DownloadFailed,
+    FileTooLarge,
+    InvalidInput,
+    MediaKeepError,
+    SizeMismatch,
+    StoreError,
+    UnsupportedMediaType,
+    UploadChecksumMismatch,
+    UploadNotReceived,
+    UploadSizeMismatch,
+)
+from .models import (
+    AssetInfo,
+    IngestResult,
+    ItemProgress,
+    Page,
+    PresignedUpload,
+    StorageStats,
+    SweepReport,
+    UploadInfo,
+)
 from .pipeline.fetch import Fetcher, FetchOptions
-from .pipeline.keys import check_template
+from .pipeline.keys import check_template, validate_name
 from .pipeline.netguard import NetworkPolicy
+from .pipeline.process import MediaConfig, MediaProcessor
 from .pipeline.sources import (
     BytesSource,
     FileSource,
     Source,
     SourceLike,
+    StoredObjectSource,
     StreamSource,
     UrlSource,
     as_source,
 )
 from .pipeline.store import PipelineConfig, Stored, StorePipeline, StoreRequest
 from .settings import Settings
-from .stores.base import ObjectStore
+from .stores.base import ObjectStore, cache_control
 from .stores.factory import build_store
+from .versions import VersionsMixin
 
 log = logging.getLogger("mediakeep")
 
 ProgressCallback = Callable[[ItemProgress], None]
 MAX_EXPIRES = 7 * 24 * 3600  # SigV4 presigned URLs cannot live longer
+# A presigned upload may still be completed this long after its URL expired: an upload
+# that started just before the deadline can take a while to arrive.
+UPLOAD_COMPLETE_GRACE = timedelta(hours=1)
+STAGING_PREFIX = "_staging/"
+_SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
-class MediaKeep:
+class MediaKeep(VersionsMixin, BundlesMixin):
     """Async API. Use ``async with MediaKeep(settings) as keep:``."""
 
     def __init__(self, settings: Settings | None = None, *, store: ObjectStore | None = None):
@@ -60,6 +92,7 @@ class MediaKeep:
                 max_redirects=s.max_redirects,
             ),
         )
+        self.media = MediaProcessor(MediaConfig.from_settings(s))
         self.pipeline = StorePipeline(
             PipelineConfig(
                 private_bucket=s.private_bucket,
@@ -76,6 +109,7 @@ class MediaKeep:
             self.store,
             self.repo,
             self.fetcher,
+            self.media,
         )
         self._started = False
 
@@ -98,6 +132,7 @@ class MediaKeep:
 
     async def close(self) -> None:
         await self.fetcher.close()
+        self.media.close()
         await self.store.close()
         await self.engine.dispose()
         self._started = False
@@ -180,7 +215,7 @@ class MediaKeep:
                     stored = await self.pipeline.run(
                         src, req, lambda got, of: report(i, desc, got, of, "downloading")
                     )
-                    result = self._result(desc, stored)
+                    result = await self._result(desc, stored)
                 except MediaKeepError as exc:
                     result = IngestResult(source=desc, status="failed", error=exc.to_dict())
                 except Exception as exc:  # a bug must not sink the batch, but must be seen
@@ -196,7 +231,7 @@ class MediaKeep:
 
         return list(await asyncio.gather(*(one(i, s) for i, s in enumerate(items))))
 
-    def _result(self, source: str, stored: Stored) -> IngestResult:
+    async def _result(self, source: str, stored: Stored) -> IngestResult:
         a = stored.asset
         return IngestResult(
             source=source,
@@ -206,7 +241,7 @@ class MediaKeep:
             size=a.size,
             sha256=a.sha256,
             content_type=a.content_type,
-            url=self._urls_for([a], self.settings.signed_url_expires)[a.id],
+            url=(await self._urls_for([a], self.settings.signed_url_expires))[a.id],
             asset=a,
         )
 
@@ -237,13 +272,17 @@ class MediaKeep:
 
     # -- reading -------------------------------------------------------------------------
 
+    def get_asset_stream(self, asset: AssetInfo) -> AsyncIterator[bytes]:
+        """The stored bytes of an asset, streamed."""
+        return self.store.get(asset.bucket, asset.key)
+
     async def get(self, asset_id: str, *, owner: str | None = None) -> AssetInfo:
         return await self.repo.get(asset_id, owner)
 
     async def list(self, *, owner: str, **filters: Any) -> Page:
         return await self.repo.list_assets(owner=owner, **filters)
 
-    def _urls_for(self, assets: Sequence[AssetInfo], expires_in: int) -> dict[str, str]:
+    async def _urls_for(self, assets: Sequence[AssetInfo], expires_in: int) -> dict[str, str]:
         out: dict[str, str] = {}
         by_bucket: dict[str, list[AssetInfo]] = {}
         for a in assets:
@@ -252,8 +291,9 @@ class MediaKeep:
             else:
                 by_bucket.setdefault(a.bucket, []).append(a)
         for bucket, group in by_bucket.items():
-            # One local signing call per bucket, however many URLs: no network round trips.
-            signed = self.store.sign_get(bucket, [a.key for a in group], expires_in)
+            # One signing call per bucket, however many URLs: local for most stores, one
+            # round trip for stores that sign on their server (Supabase).
+            signed = await self.store.sign_get_async(bucket, [a.key for a in group], expires_in)
             out.update({a.id: url for a, url in zip(group, signed, strict=True)})
         return out
 
@@ -267,15 +307,15 @@ class MediaKeep:
         self, asset_id: str, *, owner: str | None = None, expires_in: int | None = None
     ) -> str:
         asset = await self.repo.get(asset_id, owner)
-        return self._urls_for([asset], self._expires(expires_in))[asset.id]
+        return (await self._urls_for([asset], self._expires(expires_in)))[asset.id]
 
     async def urls(
         self, asset_ids: Sequence[str], *, owner: str | None = None, expires_in: int | None = None
     ) -> dict[str, str]:
-        """Signed or public URLs for many assets: one query, local signing. Ids that do not
-        exist (or belong to someone else) are absent from the answer."""
+        """Signed or public URLs for many assets: one query, one signing call per bucket.
+        Ids that do not exist (or belong to someone else) are absent from the answer."""
         assets = await self.repo.get_many(list(dict.fromkeys(asset_ids)), owner)
-        return self._urls_for(list(assets.values()), self._expires(expires_in))
+        return await self._urls_for(list(assets.values()), self._expires(expires_in))
 
     @staticmethod
     def expires_at(expires_in: int) -> datetime:
@@ -290,12 +330,21 @@ class MediaKeep:
             await self._remove_object(released.id, released.bucket, released.key)
 
     async def _remove_object(self, object_id: str, bucket: str, key: str) -> None:
+        if await self._delete_bytes(object_id, bucket, key):
+            await self.repo.forget_object(object_id)
+
+    async def _delete_bytes(self, object_id: str, bucket: str, key: str) -> bool:
+        """Delete an object and its variants from the store; False leaves the rows for the
+        sweep to retry."""
+        variants = (await self.repo.variants_for([object_id])).get(object_id, [])
         try:
+            for v in variants:
+                await self.store.delete(v.bucket, v.key)
             await self.store.delete(bucket, key)
         except StoreError:
             log.warning("object delete failed; left for the sweep", extra={"key": key})
-            return
-        await self.repo.forget_object(object_id)
+            return False
+        return True
 
     async def set_visibility(
         self, asset_id: str, public: bool, *, owner: str | None = None
@@ -309,10 +358,13 @@ class MediaKeep:
         target = existing
         if new is not None:
             try:
-                await self.store.copy(info.bucket, info.key, bucket, new.key)
+                await self.store.copy(
+                    info.bucket, info.key, bucket, new.key, cache_control=cache_control(public)
+                )
                 head = await self.store.head(bucket, new.key)
                 if head is None or head.size != info.size:
                     raise StoreError("the copied object does not match the original")
+                await self._copy_variants(info.object_id, new.id, bucket, public)
             except BaseException:
                 await self.repo.mark_deleting(new.id)
                 raise
@@ -325,6 +377,18 @@ class MediaKeep:
             await self._remove_object(released.id, released.bucket, released.key)
         return moved
 
+    async def _copy_variants(
+        self, src_object: str, dst_object: str, bucket: str, public: bool
+    ) -> None:
+        rows = []
+        for v in (await self.repo.variants_for([src_object])).get(src_object, []):
+            if v.status == "stored":
+                await self.store.copy(
+                    v.bucket, v.key, bucket, v.key, cache_control=cache_control(public)
+                )
+            rows.append(replace(v, bucket=bucket))
+        await self.repo.add_variants(dst_object, rows)
+
     async def sweep(
         self, *, older_than: timedelta = timedelta(hours=1), orphans: bool = False
     ) -> SweepReport:
@@ -332,9 +396,7 @@ class MediaKeep:
         also remove objects in the buckets that no record knows (older than the cutoff)."""
         report = SweepReport()
         for obj in await self.repo.objects_to_sweep(older_than):
-            try:
-                await self.store.delete(obj.bucket, obj.key)
-            except StoreError:
+            if not await self._delete_bytes(obj.id, obj.bucket, obj.key):
                 continue
             await self.repo.drop_swept(obj)
             if obj.status == "pending":
@@ -343,6 +405,8 @@ class MediaKeep:
                 report.deleting_removed += 1
             else:
                 report.unreferenced_removed += 1
+        await self.sweep_uploads()
+        report.versions_removed = await self.apply_retention(self.settings.slot_keep_versions)
         if orphans:
             report.orphan_objects_removed = await self._sweep_orphans(older_than)
         return report
@@ -361,12 +425,177 @@ class MediaKeep:
 
     async def _drop_unknown(self, bucket: str, keys: builtins.list[str]) -> int:
         known = await self.repo.known_keys(bucket, keys)
+        # Presigned uploads' staging objects are known by their upload records.
+        known |= await self.repo.known_staging_keys(bucket, keys)
         n = 0
         for key in keys:
             if key not in known:
                 await self.store.delete(bucket, key)
                 n += 1
         return n
+
+    # -- uploads, usage ------------------------------------------------------------------
+
+    async def put_stream_or_raise(
+        self,
+        stream: AsyncIterable[bytes],
+        *,
+        owner: str,
+        name: str = "<stream>",
+        collection: str | None = None,
+        slot: str | None = None,
+        public: bool = False,
+        provider: str | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> IngestResult:
+        """Store a stream through the pipeline; failures raise typed errors (the API's
+        direct uploads, where the error becomes the response)."""
+        req = self._request(owner, collection, slot, public, provider, metadata)
+        stored = await self.store_or_raise(StreamSource(stream, name), req)
+        return await self._result(name, stored)
+
+    async def presign_upload(
+        self,
+        *,
+        owner: str,
+        content_type: str,
+        size: int,
+        collection: str | None = None,
+        slot: str | None = None,
+        public: bool = False,
+        metadata: dict[str, Any] | None = None,
+        sha256: str | None = None,
+        expires_in: int | None = None,
+    ) -> PresignedUpload:
+        """Reserve an asset id and hand out a URL to upload its bytes straight to the store.
+        ``complete_upload`` then checks what arrived against what was promised here."""
+        req = self._request(owner, collection, slot, public, None, metadata)
+        validate_name(req.owner, "owner")
+        validate_name(req.collection, "collection")
+        if req.slot is not None:
+            validate_name(req.slot, "slot")
+        if content_type not in self.settings.allowed_types:
+            raise UnsupportedMediaType(
+                f"{content_type} is not allowed here", content_type=content_type
+            )
+        if size > self.settings.max_file_size:
+            raise FileTooLarge(f"{size} bytes is over the limit of {self.settings.max_file_size}")
+        if size < 1:
+            raise InvalidInput("size must be at least 1 byte")
+        if sha256 is not None and not _SHA256.fullmatch(sha256):
+            raise InvalidInput("sha256 must be 64 lowercase hex digits")
+        ttl = self._upload_expires(expires_in)
+        upload_id = str(uuid.uuid4())
+        bucket = self.settings.private_bucket
+        # Outside every owner's key space: key templates start with a validated name,
+        # which cannot begin with "_".
+        staging_key = f"{STAGING_PREFIX}{req.owner}/{upload_id}"
+        expires_at = datetime.now(UTC) + timedelta(seconds=ttl)
+        await self.repo.create_upload(
+            upload_id=upload_id,
+            owner=req.owner,
+            collection=req.collection,
+            slot=req.slot,
+            public=req.public,
+            metadata=req.metadata,
+            bucket=bucket,
+            staging_key=staging_key,
+            content_type=content_type,
+            size=size,
+            sha256=sha256,
+            expires_at=expires_at,
+        )
+        signed = await self.store.sign_put_async(bucket, staging_key, ttl, content_type)
+        return PresignedUpload(
+            asset_id=upload_id,
+            upload_url=signed.url,
+            method=signed.method,
+            headers=dict(signed.headers),
+            expires_at=expires_at,
+        )
+
+    def _upload_expires(self, expires_in: int | None) -> int:
+        value = self.settings.upload_url_expires if expires_in is None else expires_in
+        if not 1 <= value <= MAX_EXPIRES:
+            raise InvalidInput(f"expires_in must be between 1 and {MAX_EXPIRES} seconds")
+        return value
+
+    async def complete_upload(self, upload_id: str, *, owner: str | None) -> IngestResult:
+        """Run a presigned upload's bytes through the pipeline as the reserved asset. What
+        does not match the promise (type, size, checksum) is rejected and deleted; nothing
+        uploaded yet leaves the upload pending; a second call is refused."""
+        up = await self.repo.claim_upload(
+            upload_id, owner, now=datetime.now(UTC), grace=UPLOAD_COMPLETE_GRACE
+        )
+        try:
+            present = await self.store.head(up.bucket, up.staging_key)
+        except BaseException:
+            await asyncio.shield(self.repo.set_upload_status(up.id, "pending"))
+            raise
+        if present is None:
+            await self.repo.set_upload_status(up.id, "pending")
+            raise UploadNotReceived("nothing has been uploaded to the upload URL yet")
+        req = StoreRequest(
+            owner=up.owner,
+            collection=up.collection,
+            slot=up.slot,
+            public=up.public,
+            metadata=dict(up.metadata),
+            asset_id=up.id,
+            expected_type=up.content_type,
+            expected_size=up.size,
+        )
+        try:
+            stored = await self.store_or_raise(
+                StoredObjectSource(self.store, up.bucket, up.staging_key), req
+            )
+        except (StoreError, DownloadFailed):
+            # The store stumbled, not the upload: the client may try again.
+            await self.repo.set_upload_status(up.id, "pending")
+            raise
+        except MediaKeepError as exc:
+            await self._finish_upload(up, "rejected")
+            if isinstance(exc, SizeMismatch) and not isinstance(exc, UploadSizeMismatch):
+                raise UploadSizeMismatch(exc.message) from exc
+            raise
+        except BaseException:
+            await asyncio.shield(self.repo.set_upload_status(up.id, "pending"))
+            raise
+        if up.sha256 is not None and stored.asset.sha256 != up.sha256:
+            await self.delete(up.id, owner=up.owner)
+            await self._finish_upload(up, "rejected")
+            raise UploadChecksumMismatch("the uploaded bytes do not have the promised sha256")
+        await self._finish_upload(up, "completed")
+        return await self._result(f"upload:{up.id}", stored)
+
+    async def _finish_upload(self, up: UploadInfo, status: str) -> None:
+        try:
+            await self.store.delete(up.bucket, up.staging_key)
+        except StoreError:
+            log.warning(
+                "staging object not deleted; left for the sweep",
+                extra={"category": "cleanup", "key": up.staging_key},
+            )
+        await self.repo.set_upload_status(up.id, status)
+
+    async def sweep_uploads(self, *, now: datetime | None = None) -> int:
+        """Delete the staging objects and records of presigned uploads past their deadline
+        (URL expiry plus the grace for completing). Returns how many were removed."""
+        cutoff = (now or datetime.now(UTC)) - UPLOAD_COMPLETE_GRACE
+        removed = 0
+        for up in await self.repo.uploads_expired_before(cutoff):
+            try:
+                await self.store.delete(up.bucket, up.staging_key)
+            except StoreError:
+                continue
+            await self.repo.delete_upload(up.id)
+            removed += 1
+        if removed:
+            log.info("expired uploads swept", extra={"category": "cleanup", "count": removed})
+        return removed
+
+    async def storage_stats(self, *, owner: str) -> StorageStats:
+        return await self.repo.storage_stats(owner)
 
     async def ping(self) -> None:
         """Raise if the database or the store cannot be reached."""

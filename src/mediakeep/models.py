@@ -31,6 +31,9 @@ class AssetInfo:
     metadata: dict[str, Any]
     created_at: datetime
     updated_at: datetime
+    object_id: str = ""
+    media_info: dict[str, Any] | None = None
+    version: int | None = None
 
     @property
     def public(self) -> bool:
@@ -38,6 +41,7 @@ class AssetInfo:
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
+        d.pop("object_id", None)
         d["created_at"] = self.created_at.isoformat()
         d["updated_at"] = self.updated_at.isoformat()
         return d
@@ -99,6 +103,58 @@ class SweepReport:
     deleting_removed: int = 0
     unreferenced_removed: int = 0
     orphan_objects_removed: int = 0
+    versions_removed: int = 0
 
     def to_dict(self) -> dict[str, int]:
         return asdict(self)
+
+
+@dataclass
+class UploadInfo:
+    """A presigned upload's record (see ``MediaKeep.presign_upload``)."""
+
+    id: str
+    owner: str
+    collection: str
+    slot: str | None
+    public: bool
+    metadata: dict[str, Any]
+    bucket: str
+    staging_key: str
+    content_type: str
+    size: int
+    sha256: str | None
+    status: str
+    expires_at: datetime
+
+
+@dataclass
+class PresignedUpload:
+    """Where and how the client uploads; ``asset_id`` is the asset it becomes."""
+
+    asset_id: str
+    upload_url: str
+    method: str
+    headers: dict[str, str]
+    expires_at: datetime
+
+
+@dataclass
+class UsageBreakdown:
+    assets: int = 0
+    bytes: int = 0
+
+
+@dataclass
+class StorageStats:
+    """One owner's totals. ``bytes`` counts every asset's size; ``stored_bytes`` what the
+    store really holds after dedup; the difference is ``dedup_savings_bytes``."""
+
+    owner: str
+    assets: int
+    bytes: int
+    objects: int
+    stored_bytes: int
+    dedup_savings_bytes: int
+    by_kind: dict[str, UsageBreakdown]
+    by_collection: dict[str, UsageBreakdown]

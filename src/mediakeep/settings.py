@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import secrets
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -50,7 +50,7 @@ class Settings(BaseSettings):
     database_url: str | None = None
     auto_migrate: bool = True
 
-    store: Literal["local", "s3"] = "local"
+    store: Literal["local", "s3", "supabase"] = "local"
     local_root: Path | None = None
     s3_endpoint: str | None = None
     s3_region: str = Field(
@@ -71,6 +71,18 @@ class Settings(BaseSettings):
         ),
     )
     s3_create_buckets: bool = True
+    # Create-only single-part writes (If-None-Match: *); turn off for stores without it.
+    s3_conditional_put: bool = True
+    # Supabase Storage's own REST API. The URL is the project URL (``/storage/v1`` is
+    # appended) or a storage URL given directly (any URL with a path is used as is);
+    # ``supabase_storage_path`` overrides the appended path ("" for a server at the root).
+    supabase_url: str | None = None
+    supabase_service_key: str | None = Field(default=None, repr=False)
+    supabase_storage_path: str | None = None
+    # Create buckets with file_size_limit=max_file_size and allowed_mime_types=allowed_types,
+    # so Supabase enforces them too. Off by default: a bucket limit above the project's
+    # global upload limit is refused by Supabase.
+    supabase_bucket_limits: bool = False
     private_bucket: str = "assets"
     public_bucket: str = "public-assets"
     public_base_url: str | None = None
@@ -98,11 +110,66 @@ class Settings(BaseSettings):
     trusted_networks: Annotated[tuple[str, ...], NoDecode] = ()
     ingest_concurrency: int = 8
 
+    # Keep only the newest N versions of each slot (0 keeps all); the sweep removes older.
+    slot_keep_versions: int = 0
+
+    # Where open_bundle() extracts bundles, and how long an unused one stays (seconds).
+    bundle_cache_dir: Path | None = None
+    bundle_cache_ttl: float = 24 * 3600
+
+    # Media processing (probing, decode check, variants, placeholders, metadata stripping).
+    media_processing: bool = True
+    variants_enabled: bool = True
+    variant_presets: dict[str, dict[str, Any]] = Field(
+        default_factory=lambda: {
+            "thumb": {"width": 256, "height": 256, "fit": "fit"},
+            "small": {"width": 112, "height": 112, "fit": "cover"},
+            "tiny": {"width": 56, "height": 56, "fit": "cover"},
+        }
+    )
+    variant_format: Literal["webp", "jpeg", "png", "avif"] = "webp"
+    variant_quality: int = 80
+    placeholders: bool = True
+    strip_metadata: bool = True
+    keep_metadata_collections: Annotated[tuple[str, ...], NoDecode] = ()
+    video_posters: bool = True
+    media_workers: int = 0  # 0: one per core
+
     signing_secret: str | None = Field(default=None, repr=False)
     base_url: str = "http://127.0.0.1:8787"
 
+    # -- the HTTP service (``mediakeep serve``) --------------------------------------------
+    # HS256 secret for bearer tokens (a Supabase project's JWT secret works as is). On the
+    # embedded default (local store + SQLite) one is generated into the data dir when unset.
+    jwt_secret: str | None = Field(default=None, repr=False)
+    # Accepted ``aud`` values; a token without ``aud`` passes (Supabase's service-role key
+    # has none). Empty: the audience is not checked.
+    jwt_audience: Annotated[tuple[str, ...], NoDecode] = ("authenticated",)
+    # API keys as ``owner:sha256hex`` entries: only the SHA-256 of each key is configured.
+    # ``mediakeep token --api-key --owner NAME`` makes a key and prints its entry.
+    api_keys: Annotated[tuple[str, ...], NoDecode] = Field(default=(), repr=False)
+    # Ingest requests (ingest, uploads, presign) per owner per minute; 0 turns it off.
+    ingest_rate_limit: int = 120
+    # Largest JSON request body; uploads are bounded by max_file_size instead.
+    max_request_body: int = 1024 * 1024
+    max_ingest_urls: int = 100
+    cors_origins: Annotated[tuple[str, ...], NoDecode] = ()
+    # How long a presigned upload URL stays valid, seconds.
+    upload_url_expires: int = 900
+    # Permanent links sign URLs that expire on a multiple of this many seconds (plus one
+    # window), so the redirect target stays the same within a window and caches hit.
+    content_url_window: int = 3600
+    # Seconds between sweeps of expired presigned uploads by the service; 0: never.
+    sweep_interval: float = 600.0
+    log_level: str = "info"
+
     @field_validator(
-        "allowed_types", "public_allowed_types", "allowed_hosts", "trusted_networks", mode="before"
+        "allowed_types",
+        "public_allowed_types",
+        "allowed_hosts",
+        "trusted_networks",
+        "keep_metadata_collections",
+        mode="before",
     )
     @classmethod
     def _split_csv(cls, v: object) -> object:
@@ -112,6 +179,31 @@ class Settings(BaseSettings):
                 return tuple(json.loads(v))
             return tuple(p.strip() for p in v.split(",") if p.strip())
         return v
+
+    @field_validator("jwt_audience", "api_keys", "cors_origins", mode="before")
+    @classmethod
+    def _split_service_csv(cls, v: object) -> object:
+        if isinstance(v, str):
+            if v.strip().startswith("["):
+                return tuple(json.loads(v))
+            return tuple(p.strip() for p in v.split(",") if p.strip())
+        return v
+
+    @property
+    def is_embedded(self) -> bool:
+        """Local files and SQLite: the setup that needs no other server."""
+        url = self.resolved_database_url
+        return self.store == "local" and url.startswith("sqlite")
+
+    def resolved_jwt_secret(self) -> str | None:
+        """The configured JWT secret; on the embedded default one generated once into the
+        data dir. Elsewhere None: bearer tokens are refused until a secret is configured,
+        because a per-machine secret would split a fleet of servers."""
+        if self.jwt_secret:
+            return self.jwt_secret
+        if self.is_embedded:
+            return _secret_file(self.data_dir / "jwt.secret")
+        return None
 
     @property
     def resolved_database_url(self) -> str:

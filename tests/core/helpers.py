@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import io
+import re
 
 from PIL import Image
 from sqlalchemy import func, select
 
 from mediakeep import MediaKeep
 from mediakeep.db.models import Asset, StoredObject
+
+VARIANT_KEY = re.compile(r"_[a-z0-9-]+\.(webp|jpg|png|avif)$")
 
 
 def png_bytes(seed: int, size: int = 48) -> bytes:
@@ -28,14 +31,16 @@ async def rows_for(keep: MediaKeep, owner: str) -> tuple[int, int]:
     return int(assets or 0), int(objects or 0)
 
 
-async def keys_in_store(keep: MediaKeep, owner: str) -> list[str]:
+async def keys_in_store(keep: MediaKeep, owner: str, *, variants: bool = False) -> list[str]:
+    """The owner's objects; originals only unless ``variants``."""
     keys: list[str] = []
     for bucket in (keep.settings.private_bucket, keep.settings.public_bucket):
         async for info in keep.store.list_objects(bucket, f"{owner}/"):
-            keys.append(f"{bucket}/{info.key}")
-    return keys
+            if variants or not VARIANT_KEY.search(info.key):
+                keys.append(f"{bucket}/{info.key}")
+    return sorted(keys)
 
 
 async def assert_nothing_stored(keep: MediaKeep, owner: str) -> None:
     assert await rows_for(keep, owner) == (0, 0)
-    assert await keys_in_store(keep, owner) == []
+    assert await keys_in_store(keep, owner, variants=True) == []

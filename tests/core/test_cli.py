@@ -94,5 +94,6 @@ def test_gc_reports_json(cli_env: dict[str, str]) -> None:
         "pending_removed",
         "deleting_removed",
         "unreferenced_removed",
+        "versions_removed",
         "orphan_objects_removed",
     }

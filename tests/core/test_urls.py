@@ -73,7 +73,11 @@ async def test_visibility_moves_the_object(backend: Backend, service_for, owner:
         moved = await keep.set_visibility(r.id or "", True, owner=owner)
         assert moved.bucket == settings.public_bucket and moved.public
         url = await keep.url(r.id or "", owner=owner)
-        assert (await fetch(url))[:2] == (200, data)
+        status, body, headers = await fetch(url)
+        assert (status, body) == (200, data)
+        # The moved copy keeps its type and takes the public bucket's caching.
+        assert headers["Content-Type"] == "image/png"
+        assert headers["Cache-Control"].startswith("public")
         assert await keep.store.head(settings.private_bucket, r.key or "") is None
         back = await keep.set_visibility(r.id or "", False, owner=owner)
         assert back.bucket == settings.private_bucket

@@ -2,22 +2,29 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import BaseRoute, Match
 
-from ..errors import MediaKeepError
+from .. import errors as _errors_module
+from ..errors import MediaKeepError, RateLimited, Unauthorized
+from ..media import probe as _probe_module
 
 PROBLEM = "application/problem+json"
+log = logging.getLogger("mediakeep.api")
 _TITLES = {
     400: "Bad Request",
     401: "Unauthorized",
     403: "Forbidden",
     404: "Not Found",
     405: "Method Not Allowed",
+    409: "Conflict",
+    410: "Gone",
     413: "Content Too Large",
     415: "Unsupported Media Type",
     416: "Range Not Satisfiable",
@@ -28,6 +35,44 @@ _TITLES = {
     503: "Service Unavailable",
     504: "Gateway Timeout",
 }
+# Codes the HTTP layer itself produces, besides the library's typed errors.
+HTTP_CODES: dict[int, list[str]] = {
+    404: ["not_found"],
+    405: ["method_not_allowed"],
+    413: ["request_too_large"],
+    416: ["range_not_satisfiable"],
+    422: ["validation_error"],
+    500: ["internal_error"],
+    503: ["not_ready"],
+}
+_HTTP_CODE = {404: "not_found", 405: "method_not_allowed", 413: "request_too_large"}
+
+
+def _all_errors() -> list[type[MediaKeepError]]:
+    # Every error class loaded into the library, so the docs list each code once.
+    assert _errors_module and _probe_module
+    seen: list[type[MediaKeepError]] = []
+    stack: list[type[MediaKeepError]] = [MediaKeepError]
+    while stack:
+        cls = stack.pop()
+        if cls not in seen:
+            seen.append(cls)
+            stack.extend(cls.__subclasses__())
+    return seen
+
+
+def codes_by_status() -> dict[int, list[str]]:
+    table: dict[int, set[str]] = {k: set(v) for k, v in HTTP_CODES.items()}
+    for cls in _all_errors():
+        table.setdefault(cls.status, set()).add(cls.code)
+    return {k: sorted(v) for k, v in sorted(table.items())}
+
+
+def status_for_code(code: str) -> int:
+    for cls in _all_errors():
+        if cls.code == code:
+            return cls.status
+    return 500
 
 
 def problem(
@@ -44,10 +89,23 @@ def problem(
     return JSONResponse(body, status_code=status, media_type=PROBLEM, headers=headers)
 
 
+def for_error(exc: MediaKeepError) -> JSONResponse:
+    headers: dict[str, str] = {}
+    extra: dict[str, Any] = {}
+    if isinstance(exc, Unauthorized):
+        headers["WWW-Authenticate"] = 'Bearer realm="mediakeep"'
+    if isinstance(exc, RateLimited):
+        headers["Retry-After"] = str(exc.retry_after)
+        extra["retry_after"] = exc.retry_after
+    return problem(exc.status, exc.code, exc.message, headers=headers or None, **extra)
+
+
 def install(app: FastAPI) -> None:
     @app.exception_handler(MediaKeepError)
     async def _mk(_req: Request, exc: MediaKeepError) -> JSONResponse:
-        return problem(exc.status, exc.code, exc.message)
+        if exc.status >= 500:
+            log.warning("request failed: %s", exc.message, extra={"code": exc.code})
+        return for_error(exc)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_req: Request, exc: RequestValidationError) -> JSONResponse:
@@ -57,11 +115,24 @@ def install(app: FastAPI) -> None:
         return problem(422, "validation_error", "the request is not valid", errors=errors)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_req: Request, exc: StarletteHTTPException) -> JSONResponse:
-        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-        headers = dict(exc.headers) if exc.headers else None
-        return problem(exc.status_code, code, str(exc.detail), headers=headers)
+    async def _http(req: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = _HTTP_CODE.get(exc.status_code, "http_error")
+        headers = dict(exc.headers) if exc.headers else {}
+        if exc.status_code == 405:
+            # Starlette names only the first route on the path; list every method it has.
+            headers["Allow"] = ", ".join(_allowed_methods(req))
+        return problem(exc.status_code, code, str(exc.detail), headers=headers or None)
 
     @app.exception_handler(Exception)
-    async def _unexpected(_req: Request, _exc: Exception) -> JSONResponse:
+    async def _unexpected(_req: Request, exc: Exception) -> JSONResponse:
+        log.error("unhandled error", exc_info=exc)
         return problem(500, "internal_error", "an unexpected error occurred")
+
+
+def _allowed_methods(req: Request) -> list[str]:
+    methods: set[str] = set()
+    for route in req.app.router.routes:
+        match, _ = route.matches({**req.scope, "method": "GET"})
+        if match != Match.NONE and isinstance(route, BaseRoute):
+            methods |= set(getattr(route, "methods", None) or ())
+    return sorted(methods)

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shutil
 import sys
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
+from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
@@ -228,18 +230,184 @@ def main() -> None:  # pragma: no cover
 @app.command()
 def serve(
     host: Annotated[str, typer.Option("--host")] = "127.0.0.1",
-    port: Annotated[int, typer.Option("--port")] = 8787,
+    port: Annotated[int, typer.Option("--port", min=1, max=65535)] = 8787,
     as_json: JsonOpt = False,
 ) -> None:
-    """Run the HTTP service."""
+    """Run the HTTP service (logs go to stderr as JSON lines)."""
     import uvicorn
 
     from ..api.app import create_app
+    from ..api.observability import configure_logging
 
     settings = Settings()
-    base = f"http://{host}:{port}"
+    shown = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+    base = f"http://{shown}:{port}"
+    if "base_url" not in settings.model_fields_set:
+        # The local store's signed URLs must point at where this server really listens.
+        settings = settings.model_copy(update={"base_url": base})
+    base = settings.base_url.rstrip("/")
+    jwt_secret = settings.resolved_jwt_secret()
+    token_cmd = f"{_self_command()} token --owner alice"
     if as_json:
-        _emit_json({"url": base, "docs": f"{base}/docs"})
+        _emit_json({"url": base, "docs": f"{base}/docs", "token_command": token_cmd})
     else:
-        out.print(f"mediakeep serving on [bold]{base}[/bold]  (docs: {base}/docs)")
-    uvicorn.run(create_app(settings), host=host, port=port, log_level="warning")
+        out.print(f"mediakeep serving on [bold]{base}[/bold]", soft_wrap=True)
+        out.print(f"  API docs:    {base}/docs", soft_wrap=True)
+        if jwt_secret:
+            out.print(f"  get a token: {token_cmd}", soft_wrap=True)
+            out.print(
+                f'  then:        curl -H "Authorization: Bearer $TOKEN" {base}/v1/assets',
+                soft_wrap=True,
+            )
+        else:
+            out.print(
+                "  bearer tokens are off: set MEDIAKEEP_JWT_SECRET (or use MEDIAKEEP_API_KEYS)",
+                soft_wrap=True,
+            )
+    sys.stdout.flush()
+    secrets = tuple(
+        v
+        for v in (
+            jwt_secret,
+            settings.signing_secret,
+            settings.s3_secret_access_key,
+            getattr(settings, "supabase_service_key", None),
+        )
+        if v
+    )
+    configure_logging(settings.log_level, secrets)
+    uvicorn.run(
+        create_app(settings),
+        host=host,
+        port=port,
+        log_config=None,
+        access_log=False,
+        log_level=settings.log_level.lower(),
+    )
+
+
+def _self_command() -> str:
+    """How the user ran us, so the hint can be pasted as is (e.g. .venv/bin/mediakeep)."""
+    argv0 = Path(sys.argv[0])
+    if argv0.name == "mediakeep" and argv0.exists():
+        try:
+            return str(argv0.resolve().relative_to(Path.cwd().resolve()))
+        except ValueError:
+            return str(argv0)
+    return "mediakeep"
+
+
+@app.command()
+def token(
+    owner: Annotated[
+        str | None, typer.Option("--owner", "-o", help="The owner the token acts for (sub).")
+    ] = None,
+    expires_in: Annotated[
+        int, typer.Option("--expires-in", min=1, help="Lifetime in seconds.")
+    ] = 3600,
+    service_role: Annotated[
+        bool, typer.Option("--service-role", help="May act for any owner (owner=...).")
+    ] = False,
+    api_key: Annotated[
+        bool,
+        typer.Option("--api-key", help="Make a new API key for --owner instead of a token."),
+    ] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Print a bearer token for the API (HS256 with MEDIAKEEP_JWT_SECRET, Supabase-shaped).
+    With --api-key, print a new API key and its MEDIAKEEP_API_KEYS entry."""
+    from ..auth import SERVICE_ROLE, USER_ROLE, api_key_entry, mint_token, new_api_key
+
+    try:
+        if api_key:
+            if owner is None:
+                raise typer.BadParameter("--api-key needs --owner")
+            key = new_api_key()
+            entry = api_key_entry(owner, key)
+            if as_json:
+                _emit_json({"owner": owner, "api_key": key, "api_keys_entry": entry})
+            else:
+                out.print(key, soft_wrap=True)
+                err.print(f"add to MEDIAKEEP_API_KEYS (comma-separated): {entry}")
+            return
+        if owner is None and not service_role:
+            raise typer.BadParameter("--owner is required (or --service-role)")
+        secret = Settings().resolved_jwt_secret()
+        if not secret:
+            err.print("[red]error[/red] set MEDIAKEEP_JWT_SECRET (the server's JWT secret)")
+            raise typer.Exit(1)
+        role = SERVICE_ROLE if service_role else USER_ROLE
+        value = mint_token(secret, owner, expires_in=expires_in, role=role)
+    except MediaKeepError as exc:
+        _fail(exc, as_json)
+        return
+    if as_json:
+        _emit_json(
+            {
+                "token": value,
+                "token_type": "bearer",
+                "owner": owner,
+                "role": role,
+                "expires_in": expires_in,
+                "expires_at": MediaKeep.expires_at(expires_in).isoformat(),
+            }
+        )
+    else:
+        # Bare on stdout, so TOKEN=$(mediakeep token --owner alice) works.
+        sys.stdout.write(value + "\n")
+
+
+bundle_app = typer.Typer(help="Multi-file bundles.", no_args_is_help=True)
+app.add_typer(bundle_app, name="bundle")
+
+
+@bundle_app.command("put")
+def bundle_put(
+    directory: Annotated[Path, typer.Argument(exists=True, file_okay=False, readable=True)],
+    owner: OwnerOpt,
+    collection: Annotated[str, typer.Option("--collection", "-c")],
+    name: Annotated[str, typer.Option("--name")] = "bundle",
+    version: Annotated[int | None, typer.Option("--version", min=1)] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Store every file under DIRECTORY as one versioned bundle."""
+    root = directory.resolve()
+    # Symlinks are skipped: a bundle holds files, never pointers out of the directory.
+    files = {
+        p.relative_to(root).as_posix(): p
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and not p.is_symlink()
+    }
+    info = _with_keep(
+        lambda k: k.save_bundle(owner, collection, files, name=name, version=version), as_json
+    )
+    if as_json:
+        _emit_json(info.to_dict())
+    else:
+        out.print(f"bundle {info.id}: {info.name} v{info.version}, {len(info.files)} files")
+
+
+@bundle_app.command("get")
+def bundle_get(
+    bundle_id: str,
+    dest: Annotated[Path, typer.Argument(file_okay=False)],
+    as_json: JsonOpt = False,
+) -> None:
+    """Copy a bundle's files into DEST."""
+
+    async def run(keep: MediaKeep) -> dict[str, Any]:
+        info = await keep.get_bundle(bundle_id)
+        root = await keep.open_bundle(bundle_id)
+        await asyncio.to_thread(shutil.copytree, root, dest, dirs_exist_ok=True)
+        return {
+            "id": info.id,
+            "version": info.version,
+            "dest": str(dest.resolve()),
+            "files": [f.path for f in info.files],
+        }
+
+    data = _with_keep(run, as_json)
+    if as_json:
+        _emit_json(data)
+    else:
+        out.print(f"{len(data['files'])} files written to {data['dest']}")

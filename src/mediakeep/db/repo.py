@@ -6,16 +6,17 @@ import base64
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import and_, delete, func, or_, select, update
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from ..errors import InvalidInput, NotFound
-from ..models import AssetInfo, Page
-from .models import Asset, StoredObject, utcnow
+from ..errors import InvalidInput, NotFound, UploadExpired, UploadNotPending
+from ..models import AssetInfo, Page, StorageStats, UploadInfo, UsageBreakdown
+from . import slots
+from .models import Asset, StoredObject, Upload, Variant, utcnow
 
 
 @dataclass
@@ -31,10 +32,28 @@ class Finalized:
     asset: AssetInfo
     deduplicated: bool
     discard_key: str | None  # our upload, made redundant by an existing identical object
+    object_id: str = ""  # the object the asset now points at
+
+
+@dataclass
+class VariantRow:
+    preset: str
+    bucket: str
+    key: str
+    status: str
+    content_type: str | None = None
+    size: int | None = None
+    width: int | None = None
+    height: int | None = None
+    sha256: str | None = None
+    error: str | None = None
 
 
 def _info(asset: Asset, obj: StoredObject) -> AssetInfo:
     return AssetInfo(
+        object_id=obj.id,
+        media_info=asset.media_info,
+        version=asset.version,
         id=asset.id,
         owner=asset.owner,
         collection=asset.collection,
@@ -129,17 +148,42 @@ class Repository:
             )
         return PendingWrite(asset_id=asset_id, object_id=obj.id, bucket=bucket, key=key)
 
-    async def finalize(self, pending: PendingWrite, *, sha256: str, size: int) -> Finalized:
+    async def finalize(
+        self,
+        pending: PendingWrite,
+        *,
+        sha256: str,
+        size: int,
+        media_info: dict[str, Any] | None = None,
+        width: int | None = None,
+        height: int | None = None,
+    ) -> Finalized:
         """Phase three: mark stored, or point at an identical object this owner already has."""
         for _attempt in range(3):
             try:
-                return await self._finalize_once(pending, sha256=sha256, size=size)
+                return await self._finalize_once(
+                    pending,
+                    sha256=sha256,
+                    size=size,
+                    media_info=media_info,
+                    width=width,
+                    height=height,
+                )
             except sa_exc.IntegrityError:
                 # A concurrent writer stored the same bytes first; the next pass finds it.
                 continue
         raise RuntimeError("could not finalize write after concurrent conflicts")
 
-    async def _finalize_once(self, p: PendingWrite, *, sha256: str, size: int) -> Finalized:
+    async def _finalize_once(
+        self,
+        p: PendingWrite,
+        *,
+        sha256: str,
+        size: int,
+        media_info: dict[str, Any] | None,
+        width: int | None,
+        height: int | None,
+    ) -> Finalized:
         async with self.sessions.begin() as s:
             asset = await s.get(Asset, p.asset_id)
             mine = await s.get(StoredObject, p.object_id)
@@ -161,16 +205,101 @@ class Repository:
             asset.size = size
             asset.status = "stored"
             asset.updated_at = utcnow()
+            if media_info is not None:
+                asset.media_info = media_info
+            if asset.slot is not None:
+                await slots.assign_version(s, asset)
+            if width is not None:
+                asset.width, asset.height = width, height
             if existing is not None:
                 asset.object_id = existing.id
+                # Same bytes, same facts: take what was learnt (e.g. by a video probe).
+                twin = await s.scalar(
+                    select(Asset).where(Asset.object_id == existing.id, Asset.id != asset.id)
+                )
+                if twin is not None:
+                    asset.media_info = twin.media_info or asset.media_info
+                    asset.width = twin.width or asset.width
+                    asset.height = twin.height or asset.height
+                    asset.duration = twin.duration or asset.duration
                 mine.status = "deleting"
                 await s.flush()
-                return Finalized(_info(asset, existing), True, mine.key)
+                return Finalized(_info(asset, existing), True, mine.key, existing.id)
             mine.sha256 = sha256
             mine.size = size
             mine.status = "stored"
             await s.flush()
-            return Finalized(_info(asset, mine), False, None)
+            return Finalized(_info(asset, mine), False, None, mine.id)
+
+    async def set_media_facts(
+        self,
+        asset_id: str,
+        *,
+        width: int | None,
+        height: int | None,
+        duration: float | None,
+        media_info: dict[str, Any],
+    ) -> AssetInfo:
+        async with self.sessions.begin() as s:
+            asset = await s.get(Asset, asset_id)
+            if asset is None:
+                raise NotFound("no such asset")
+            asset.width = width if width is not None else asset.width
+            asset.height = height if height is not None else asset.height
+            asset.duration = duration if duration is not None else asset.duration
+            asset.media_info = media_info
+            obj = await s.get(StoredObject, asset.object_id)
+            assert obj is not None
+            await s.flush()
+            return _info(asset, obj)
+
+    async def add_variants(self, object_id: str, rows: Sequence[VariantRow]) -> None:
+        if not rows:
+            return
+        async with self.sessions.begin() as s:
+            for r in rows:
+                s.add(
+                    Variant(
+                        object_id=object_id,
+                        preset=r.preset,
+                        bucket=r.bucket,
+                        key=r.key,
+                        status=r.status,
+                        content_type=r.content_type,
+                        size=r.size,
+                        width=r.width,
+                        height=r.height,
+                        sha256=r.sha256,
+                        error=(r.error or None) and r.error[:500],
+                    )
+                )
+
+    async def variants_for(self, object_ids: Sequence[str]) -> dict[str, list[VariantRow]]:
+        if not object_ids:
+            return {}
+        out: dict[str, list[VariantRow]] = {}
+        async with self.sessions() as s:
+            rows = await s.execute(
+                select(Variant)
+                .where(Variant.object_id.in_(list(set(object_ids))))
+                .order_by(Variant.preset)
+            )
+            for v in rows.scalars():
+                out.setdefault(v.object_id, []).append(
+                    VariantRow(
+                        preset=v.preset,
+                        bucket=v.bucket,
+                        key=v.key,
+                        status=v.status,
+                        content_type=v.content_type,
+                        size=v.size,
+                        width=v.width,
+                        height=v.height,
+                        sha256=v.sha256,
+                        error=v.error,
+                    )
+                )
+        return out
 
     async def abandon(self, pending: PendingWrite) -> None:
         """Undo phase one after a failed write (the caller removed the bytes)."""
@@ -275,6 +404,7 @@ class Repository:
                     self._for_update(select(StoredObject).where(StoredObject.id == asset.object_id))
                 )
             ).scalar_one()
+            await slots.repoint_before_delete(s, asset)
             await s.delete(asset)
             await s.flush()
             return await self._release_if_unused(s, obj)
@@ -386,7 +516,11 @@ class Repository:
                     StoredObject.bucket == bucket, StoredObject.key.in_(list(keys))
                 )
             )
-            return set(rows.scalars())
+            found = set(rows.scalars())
+            rows = await s.execute(
+                select(Variant.key).where(Variant.bucket == bucket, Variant.key.in_(list(keys)))
+            )
+            return found | set(rows.scalars())
 
     async def content_type_of(self, bucket: str, key: str) -> str | None:
         async with self.sessions() as s:
@@ -399,3 +533,190 @@ class Repository:
     async def ping(self) -> None:
         async with self.sessions() as s:
             await s.execute(select(1))
+
+    # -- presigned uploads ---------------------------------------------------------------
+
+    async def create_upload(
+        self,
+        *,
+        upload_id: str,
+        owner: str,
+        collection: str,
+        slot: str | None,
+        public: bool,
+        metadata: dict[str, Any],
+        bucket: str,
+        staging_key: str,
+        content_type: str,
+        size: int,
+        sha256: str | None,
+        expires_at: datetime,
+    ) -> UploadInfo:
+        row = Upload(
+            id=upload_id,
+            owner=owner,
+            collection=collection,
+            slot=slot,
+            public=public,
+            provider_metadata=metadata,
+            bucket=bucket,
+            staging_key=staging_key,
+            content_type=content_type,
+            size=size,
+            sha256=sha256,
+            status="pending",
+            expires_at=expires_at,
+        )
+        async with self.sessions.begin() as s:
+            s.add(row)
+        return _upload_info(row)
+
+    async def get_upload(self, upload_id: str, owner: str | None) -> UploadInfo:
+        stmt = select(Upload).where(Upload.id == upload_id)
+        if owner is not None:
+            stmt = stmt.where(Upload.owner == owner)
+        async with self.sessions() as s:
+            row = (await s.execute(stmt)).scalar_one_or_none()
+        if row is None:
+            raise NotFound("no such upload")
+        return _upload_info(row)
+
+    async def claim_upload(
+        self, upload_id: str, owner: str | None, *, now: datetime, grace: timedelta
+    ) -> UploadInfo:
+        """Move a pending upload to ``completing``, so only one ``complete`` runs it."""
+        async with self.sessions.begin() as s:
+            stmt = select(Upload).where(Upload.id == upload_id)
+            if owner is not None:
+                stmt = stmt.where(Upload.owner == owner)
+            row = (await s.execute(self._for_update(stmt))).scalar_one_or_none()
+            if row is None:
+                raise NotFound("no such upload")
+            if row.status != "pending":
+                raise UploadNotPending(f"the upload is already {row.status}")
+            if _aware(row.expires_at) + grace < now:
+                raise UploadExpired("the upload expired before it was completed")
+            row.status = "completing"
+            row.updated_at = utcnow()
+            await s.flush()
+            return _upload_info(row)
+
+    async def set_upload_status(self, upload_id: str, status: str) -> None:
+        async with self.sessions.begin() as s:
+            await s.execute(
+                update(Upload)
+                .where(Upload.id == upload_id)
+                .values(status=status, updated_at=utcnow())
+            )
+
+    async def pending_upload_at(self, bucket: str, staging_key: str) -> UploadInfo | None:
+        async with self.sessions() as s:
+            row = (
+                await s.execute(
+                    select(Upload).where(
+                        Upload.bucket == bucket,
+                        Upload.staging_key == staging_key,
+                        Upload.status == "pending",
+                    )
+                )
+            ).scalar_one_or_none()
+        return None if row is None else _upload_info(row)
+
+    async def uploads_expired_before(self, cutoff: datetime, limit: int = 1000) -> list[UploadInfo]:
+        async with self.sessions() as s:
+            rows = await s.execute(
+                select(Upload)
+                .where(Upload.expires_at < cutoff)
+                .order_by(Upload.expires_at)
+                .limit(limit)
+            )
+            return [_upload_info(r) for r in rows.scalars()]
+
+    async def delete_upload(self, upload_id: str) -> None:
+        async with self.sessions.begin() as s:
+            await s.execute(delete(Upload).where(Upload.id == upload_id))
+
+    async def known_staging_keys(self, bucket: str, keys: Sequence[str]) -> set[str]:
+        if not keys:
+            return set()
+        async with self.sessions() as s:
+            rows = await s.execute(
+                select(Upload.staging_key).where(
+                    Upload.bucket == bucket, Upload.staging_key.in_(list(keys))
+                )
+            )
+            return set(rows.scalars())
+
+    # -- usage ---------------------------------------------------------------------------
+
+    async def storage_stats(self, owner: str) -> StorageStats:
+        stored = and_(Asset.owner == owner, Asset.status == "stored")
+        referenced = (
+            select(Asset.id)
+            .where(Asset.object_id == StoredObject.id, Asset.status == "stored")
+            .exists()
+        )
+        async with self.sessions() as s:
+            groups = (
+                await s.execute(
+                    select(
+                        Asset.media_kind,
+                        Asset.collection,
+                        func.count(),
+                        func.coalesce(func.sum(Asset.size), 0),
+                    )
+                    .where(stored)
+                    .group_by(Asset.media_kind, Asset.collection)
+                )
+            ).all()
+            objects, stored_bytes = (
+                await s.execute(
+                    select(func.count(), func.coalesce(func.sum(StoredObject.size), 0)).where(
+                        StoredObject.owner == owner, StoredObject.status == "stored", referenced
+                    )
+                )
+            ).one()
+        by_kind: dict[str, UsageBreakdown] = {}
+        by_collection: dict[str, UsageBreakdown] = {}
+        total_assets = total_bytes = 0
+        for kind, collection, n, total in groups:
+            count, size = int(n or 0), int(total or 0)
+            total_assets += count
+            total_bytes += size
+            for table, name in ((by_kind, kind or "other"), (by_collection, collection)):
+                entry = table.setdefault(name, UsageBreakdown())
+                entry.assets += count
+                entry.bytes += size
+        return StorageStats(
+            owner=owner,
+            assets=total_assets,
+            bytes=total_bytes,
+            objects=int(objects or 0),
+            stored_bytes=int(stored_bytes or 0),
+            dedup_savings_bytes=max(0, total_bytes - int(stored_bytes or 0)),
+            by_kind=by_kind,
+            by_collection=by_collection,
+        )
+
+
+def _aware(value: datetime) -> datetime:
+    # SQLite hands timestamps back without a zone; everything we write is UTC.
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+def _upload_info(row: Upload) -> UploadInfo:
+    return UploadInfo(
+        id=row.id,
+        owner=row.owner,
+        collection=row.collection,
+        slot=row.slot,
+        public=row.public,
+        metadata=row.provider_metadata or {},
+        bucket=row.bucket,
+        staging_key=row.staging_key,
+        content_type=row.content_type,
+        size=row.size,
+        sha256=row.sha256,
+        status=row.status,
+        expires_at=_aware(row.expires_at),
+    )

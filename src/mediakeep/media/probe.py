@@ -32,7 +32,9 @@ def probe_header(head: bytes, content_type: str, max_pixels: int) -> HeaderInfo:
             # open() parses the header only; pixel data is never touched here.
             with Image.open(io.BytesIO(head)) as img:
                 width, height = img.size
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
+    except Image.DecompressionBombError as exc:
+        raise ImageTooLarge(f"image is too large to decode safely: {exc}") from exc
+    except (OSError, ValueError, SyntaxError):
         return HeaderInfo()
     if width * height > max_pixels:
         raise ImageTooLarge(

@@ -6,11 +6,13 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import tempfile
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import IO, Any
 
 from ..db.repo import Finalized, PendingWrite, Repository
 from ..errors import (
@@ -24,10 +26,13 @@ from ..errors import (
     UnsupportedMediaType,
 )
 from ..media.probe import probe_header
+from ..media.strip import MetadataFilter
 from ..models import AssetInfo
 from ..stores.base import ObjectStore, cache_control
+from .derived import Derived
 from .fetch import Fetcher
 from .keys import build_key, validate_name
+from .process import MediaProcessor
 from .sniff import check_complete, extension_for, media_kind, sniff
 
 log = logging.getLogger("mediakeep.pipeline")
@@ -85,12 +90,19 @@ class Stored:
 
 class StorePipeline:
     def __init__(
-        self, config: PipelineConfig, store: ObjectStore, repo: Repository, fetcher: Fetcher
+        self,
+        config: PipelineConfig,
+        store: ObjectStore,
+        repo: Repository,
+        fetcher: Fetcher,
+        media: MediaProcessor,
     ) -> None:
         self.config = config
         self.store = store
         self.repo = repo
         self.fetcher = fetcher
+        self.media = media
+        self.derived = Derived(store, repo, media, config.public_bucket)
 
     async def run(
         self, source: Any, req: StoreRequest, on_bytes: ByteProgress | None = None
@@ -181,33 +193,67 @@ class StorePipeline:
                 height=header.height,
             )
             meter = _Meter(head, opened.chunks, eof, cfg.max_file_size, declared, on_bytes)
+            flt = self.media.metadata_filter(content_type, req.collection)
+            spool = _spool() if self.media.wants_image_check(content_type) else None
+            out = _Digest(meter.body(), flt, spool)
             try:
-                info = await self.store.put(
-                    bucket,
-                    key,
-                    meter.body(),
-                    content_type=content_type,
-                    cache_control=cache_control(req.public),
-                )
-            except BaseException:
-                uploaded = True  # a partial object may exist: remove it
+                try:
+                    info = await self.store.put(
+                        bucket,
+                        key,
+                        out.stream(),
+                        content_type=content_type,
+                        cache_control=cache_control(req.public),
+                    )
+                except BaseException:
+                    uploaded = True  # a partial object may exist: remove it
+                    if meter.error is not None:
+                        raise meter.error from None
+                    if out.error is not None:
+                        raise out.error from None
+                    raise
+                uploaded = True
                 if meter.error is not None:
-                    raise meter.error from None
-                raise
-            uploaded = True
-            if meter.error is not None:
-                raise meter.error
-            if declared is not None and meter.size != declared:
-                raise SizeMismatch(f"the server announced {declared} bytes but sent {meter.size}")
-            problem = check_complete(content_type, meter.tail, meter.size)
-            if problem:
-                raise UnsupportedMediaType(problem, content_type=content_type)
-            await self._verify(bucket, key, meter.size, info.size)
+                    raise meter.error
+                if declared is not None and meter.size != declared:
+                    raise SizeMismatch(
+                        f"the server announced {declared} bytes but sent {meter.size}"
+                    )
+                problem = check_complete(content_type, meter.tail, meter.size)
+                if problem:
+                    raise UnsupportedMediaType(problem, content_type=content_type)
+                await self._verify(bucket, key, out.size, info.size)
+                image = None
+                if spool is not None:
+                    spool.flush()
+                    image = await self.media.analyse_image(Path(spool.name), content_type)
+            finally:
+                if spool is not None:
+                    spool.close()
+            media_info: dict[str, Any] = {}
+            if image is not None:
+                media_info = {
+                    "format": image.format,
+                    "frames": image.frames,
+                    "mode": image.mode,
+                    "placeholder": image.placeholder,
+                }
+            if flt is not None:
+                media_info["metadata_removed"] = flt.removed
             done: Finalized = await self.repo.finalize(
-                pending, sha256=meter.sha256.hexdigest(), size=meter.size
+                pending,
+                sha256=out.sha256.hexdigest(),
+                size=out.size,
+                media_info=media_info or None,
+                width=image.width if image else None,
+                height=image.height if image else None,
             )
             if done.discard_key is not None:
                 await self._discard(pending.bucket, done.discard_key, pending.object_id)
+            elif image is not None and image.variants:
+                await self.derived.save_images(done.object_id, bucket, key, image.variants)
+            if not done.deduplicated and self.media.wants_av_probe(content_type):
+                done = await self.derived.probe_av(done, content_type)
             return Stored(done.asset, done.deduplicated)
         except BaseException:
             if pending is not None:
@@ -259,7 +305,7 @@ async def _read_head(chunks: AsyncIterator[bytes], want: int) -> tuple[bytes, bo
 
 
 class _Meter:
-    """Passes the bytes to the store while hashing, counting and enforcing the size cap.
+    """Passes the source's bytes on while counting them and enforcing the size cap.
 
     Errors raised here are remembered, because the store client may wrap or swallow an
     exception raised inside the body it is consuming."""
@@ -279,7 +325,6 @@ class _Meter:
         self._limit = limit
         self._declared = declared
         self._on_bytes = on_bytes
-        self.sha256 = hashlib.sha256()
         self.size = 0
         self.tail = b""
         self.error: BaseException | None = None
@@ -291,7 +336,6 @@ class _Meter:
             raise FileTooLarge(f"the source is larger than the limit of {self._limit} bytes")
         if self._declared is not None and self.size > self._declared:
             raise SizeMismatch(f"the server sent more than the {self._declared} bytes it announced")
-        self.sha256.update(chunk)
         self.tail = (
             chunk[-TAIL_BYTES:] if len(chunk) >= TAIL_BYTES else (self.tail + chunk)[-TAIL_BYTES:]
         )
@@ -315,3 +359,47 @@ class _Meter:
             raise
         if self._on_bytes is not None:
             self._on_bytes(self.size, self._declared)
+
+
+class _Digest:
+    """The bytes as stored: after the metadata filter, hashed, counted, and (for images)
+    copied to a spool file for the decode check. One pass, no second read."""
+
+    def __init__(
+        self,
+        source: AsyncIterator[bytes],
+        flt: MetadataFilter | None,
+        spool: IO[bytes] | None,
+    ) -> None:
+        self._source = source
+        self._filter = flt
+        self._spool = spool
+        self.sha256 = hashlib.sha256()
+        self.size = 0
+        self.error: BaseException | None = None
+
+    def _emit(self, data: bytes) -> bytes:
+        self.sha256.update(data)
+        self.size += len(data)
+        if self._spool is not None:
+            # A page-cache write of one chunk; cheaper than a thread hop per chunk.
+            self._spool.write(data)
+        return data
+
+    async def stream(self) -> AsyncIterator[bytes]:
+        try:
+            async for chunk in self._source:
+                data = self._filter.feed(chunk) if self._filter is not None else chunk
+                if data:
+                    yield self._emit(data)
+            if self._filter is not None:
+                tail = self._filter.close()
+                if tail:
+                    yield self._emit(tail)
+        except BaseException as exc:
+            self.error = exc
+            raise
+
+
+def _spool() -> IO[bytes]:
+    return tempfile.NamedTemporaryFile(prefix="mk-img-", suffix=".bin")

@@ -57,14 +57,34 @@ class ObjectStore(Protocol):
 
     def list_objects(self, bucket: str, prefix: str = "") -> AsyncIterator[ObjectInfo]: ...
 
-    async def copy(self, src_bucket: str, src_key: str, dst_bucket: str, dst_key: str) -> None: ...
+    async def copy(
+        self,
+        src_bucket: str,
+        src_key: str,
+        dst_bucket: str,
+        dst_key: str,
+        *,
+        cache_control: str | None = None,
+    ) -> None:
+        """Copy an object (idempotent when the destination already holds it).
+        ``cache_control`` replaces the source's where the store can set it."""
 
     def sign_get(self, bucket: str, keys: Sequence[str], expires_in: int) -> list[str]:
-        """Signed GET URLs for many keys at once, computed locally (no network calls)."""
+        """Signed GET URLs for many keys at once, computed locally (no network calls).
+        Stores whose URLs only their server can sign raise UnsupportedOperation."""
 
     def sign_put(
         self, bucket: str, key: str, expires_in: int, content_type: str
     ) -> SignedRequest: ...
+
+    async def sign_get_async(self, bucket: str, keys: Sequence[str], expires_in: int) -> list[str]:
+        """``sign_get`` for every store: local signing where possible, otherwise one
+        server call per batch (never one per URL)."""
+
+    async def sign_put_async(
+        self, bucket: str, key: str, expires_in: int, content_type: str
+    ) -> SignedRequest:
+        """``sign_put`` for every store, including those that sign on their server."""
 
     def public_url(self, bucket: str, key: str) -> str: ...
 

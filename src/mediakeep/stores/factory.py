@@ -2,14 +2,34 @@
 
 from __future__ import annotations
 
+from ..errors import InvalidInput
 from ..settings import Settings
 from ..signing import UrlSigner
 from .base import ObjectStore
 from .local import LocalStore
 from .s3 import S3Store
+from .supabase import SupabaseStore
 
 
 def build_store(settings: Settings) -> ObjectStore:
+    if settings.store == "supabase":
+        if not settings.supabase_url or not settings.supabase_service_key:
+            raise InvalidInput(
+                "MEDIAKEEP_STORE=supabase needs MEDIAKEEP_SUPABASE_URL and "
+                "MEDIAKEEP_SUPABASE_SERVICE_KEY"
+            )
+        limits = settings.supabase_bucket_limits
+        return SupabaseStore(
+            url=settings.supabase_url,
+            service_key=settings.supabase_service_key,
+            storage_path=settings.supabase_storage_path,
+            public_buckets=[settings.public_bucket],
+            public_base_url=settings.public_base_url,
+            bucket_file_size_limit=settings.max_file_size if limits else None,
+            bucket_allowed_mime_types=settings.allowed_types if limits else None,
+            connect_timeout=settings.connect_timeout,
+            read_timeout=settings.read_timeout,
+        )
     if settings.store == "s3":
         return S3Store(
             endpoint=settings.s3_endpoint,
@@ -18,6 +38,7 @@ def build_store(settings: Settings) -> ObjectStore:
             secret_access_key=settings.s3_secret_access_key,
             public_base_url=settings.public_base_url,
             create_buckets=settings.s3_create_buckets,
+            conditional_put=settings.s3_conditional_put,
         )
     return LocalStore(
         settings.resolved_local_root,

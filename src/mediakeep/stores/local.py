@@ -14,7 +14,7 @@ import uuid
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
-from ..errors import NotFound, StoreError
+from ..errors import NotFound, ObjectExists, StoreError
 from ..signing import UrlSigner, quote_key
 from .base import Body, ByteRange, ObjectInfo, SignedRequest
 
@@ -70,7 +70,7 @@ class LocalStore:
                 await asyncio.to_thread(fh.close)
             await asyncio.to_thread(self._publish, tmp, dest)
         except FileExistsError as exc:
-            raise StoreError(f"object {bucket}/{key} already exists") from exc
+            raise ObjectExists(f"object {bucket}/{key} already exists") from exc
         except OSError as exc:
             raise StoreError(f"local store write failed: {exc.strerror or exc}") from exc
         finally:
@@ -138,7 +138,15 @@ class LocalStore:
         for info in await asyncio.to_thread(walk):
             yield info
 
-    async def copy(self, src_bucket: str, src_key: str, dst_bucket: str, dst_key: str) -> None:
+    async def copy(
+        self,
+        src_bucket: str,
+        src_key: str,
+        dst_bucket: str,
+        dst_key: str,
+        *,
+        cache_control: str | None = None,
+    ) -> None:
         src = self.path_for(src_bucket, src_key)
         dst = self.path_for(dst_bucket, dst_key)
         tmp = self._tmp / f"{uuid.uuid4().hex}.part"
@@ -170,6 +178,14 @@ class LocalStore:
         return SignedRequest(
             url=f"{url}?{qs}", method="PUT", headers={"Content-Type": content_type}
         )
+
+    async def sign_get_async(self, bucket: str, keys: Sequence[str], expires_in: int) -> list[str]:
+        return self.sign_get(bucket, keys, expires_in)
+
+    async def sign_put_async(
+        self, bucket: str, key: str, expires_in: int, content_type: str
+    ) -> SignedRequest:
+        return self.sign_put(bucket, key, expires_in, content_type)
 
     def public_url(self, bucket: str, key: str) -> str:
         return self._url(bucket, key)[1]

@@ -12,10 +12,10 @@ from urllib.parse import quote
 
 import aiohttp
 import obstore
-from obstore.exceptions import NotFoundError
+from obstore.exceptions import AlreadyExistsError, NotFoundError
 from obstore.store import S3Store as _ObS3Store
 
-from ..errors import IntegrityError, NotFound, StoreError
+from ..errors import IntegrityError, NotFound, ObjectExists, StoreError
 from .base import Body, ByteRange, ObjectInfo, SignedRequest
 
 if TYPE_CHECKING:
@@ -43,8 +43,10 @@ class S3Store:
         secret_access_key: str | None,
         public_base_url: str | None = None,
         create_buckets: bool = True,
+        conditional_put: bool = True,
     ) -> None:
         self.endpoint = endpoint.rstrip("/") if endpoint else None
+        self._conditional_put = conditional_put
         self.region = region
         self._access_key_id = access_key_id
         self._secret_access_key = secret_access_key
@@ -137,7 +139,20 @@ class S3Store:
     async def _put_single(
         self, store: _ObS3Store, key: str, data: bytes, attrs: dict[str, str]
     ) -> ObjectInfo:
-        res = await obstore.put_async(store, key, data, attributes=attrs, use_multipart=False)
+        try:
+            # If-None-Match: * makes the write create-only on stores that support it (AWS,
+            # R2, MinIO, SeaweedFS). Multipart bodies rely on fresh UUID keys instead: a
+            # conditional multipart put would make obstore buffer the whole body.
+            res = await obstore.put_async(
+                store,
+                key,
+                data,
+                attributes=attrs,
+                use_multipart=False,
+                mode="create" if self._conditional_put else "overwrite",
+            )
+        except AlreadyExistsError as exc:
+            raise ObjectExists(f"object {key} already exists") from exc
         etag = (res["e_tag"] or "").strip('"')
         # A single-part PUT's ETag is the MD5 of the body on S3 and its clones: a free
         # end-to-end check that the store holds exactly what we sent.
@@ -180,29 +195,55 @@ class S3Store:
             raise StoreError(f"S3 delete failed: {_short(exc)}") from exc
 
     async def list_objects(self, bucket: str, prefix: str = "") -> AsyncIterator[ObjectInfo]:
-        stream = obstore.list(self._store(bucket), prefix or None, chunk_size=1000)
+        # obstore matches prefixes at "/" boundaries ("a/b" lists "a/b/…" only); the
+        # interface means a plain string prefix, as S3 itself does, so list the enclosing
+        # folder and filter.
+        folder = prefix if prefix.endswith("/") else prefix.rpartition("/")[0]
+        stream = obstore.list(self._store(bucket), folder or None, chunk_size=1000)
         async for batch in stream:
             for meta in batch:
-                yield ObjectInfo(key=meta["path"], size=meta["size"], etag=meta["e_tag"])
+                if meta["path"].startswith(prefix):
+                    yield ObjectInfo(key=meta["path"], size=meta["size"], etag=meta["e_tag"])
 
-    async def copy(self, src_bucket: str, src_key: str, dst_bucket: str, dst_key: str) -> None:
-        if src_bucket == dst_bucket:
+    async def copy(
+        self,
+        src_bucket: str,
+        src_key: str,
+        dst_bucket: str,
+        dst_key: str,
+        *,
+        cache_control: str | None = None,
+    ) -> None:
+        if src_bucket == dst_bucket and cache_control is None:
             try:
                 await obstore.copy_async(self._store(src_bucket), src_key, dst_key)
             except _MISSING as exc:
                 raise NotFound("no such object") from exc
             return
-        info = await self.head(src_bucket, src_key)
-        if info is None:
-            raise NotFound("no such object")
-        # Cross-bucket server-side copy is not exposed by obstore; stream it through instead.
-        await self.put(
-            dst_bucket,
-            dst_key,
-            self.get(src_bucket, src_key),
-            content_type=info.content_type or "application/octet-stream",
-            cache_control="private, max-age=31536000, immutable",
-        )
+        # obstore exposes no cross-bucket (or metadata-replacing) server-side copy:
+        # stream it through, keeping the source's Content-Type.
+        try:
+            res = await obstore.get_async(self._store(src_bucket), src_key)
+        except _MISSING as exc:
+            raise NotFound("no such object") from exc
+        attrs = res.attributes
+        content_type = str(attrs.get("Content-Type") or "application/octet-stream")
+        source_cc = str(attrs.get("Cache-Control") or "private, max-age=31536000, immutable")
+
+        async def body() -> AsyncIterator[bytes]:
+            async for chunk in res.stream(min_chunk_size=256 * 1024):
+                yield bytes(chunk)
+
+        try:
+            await self.put(
+                dst_bucket,
+                dst_key,
+                body(),
+                content_type=content_type,
+                cache_control=cache_control or source_cc,
+            )
+        except ObjectExists:
+            return  # the destination already holds the copy
 
     def sign_get(self, bucket: str, keys: Sequence[str], expires_in: int) -> list[str]:
         if not keys:
@@ -214,6 +255,14 @@ class S3Store:
     def sign_put(self, bucket: str, key: str, expires_in: int, content_type: str) -> SignedRequest:
         url = obstore.sign(self._store(bucket), "PUT", key, timedelta(seconds=expires_in))
         return SignedRequest(url=url, method="PUT", headers={"Content-Type": content_type})
+
+    async def sign_get_async(self, bucket: str, keys: Sequence[str], expires_in: int) -> list[str]:
+        return self.sign_get(bucket, keys, expires_in)
+
+    async def sign_put_async(
+        self, bucket: str, key: str, expires_in: int, content_type: str
+    ) -> SignedRequest:
+        return self.sign_put(bucket, key, expires_in, content_type)
 
     def public_url(self, bucket: str, key: str) -> str:
         return f"{self._public_base}/{bucket}/{quote(key, safe='/')}"

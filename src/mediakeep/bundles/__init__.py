@@ -1,0 +1,1 @@
+"""Multi-file outputs stored as one versioned archive."""

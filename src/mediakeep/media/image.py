@@ -1,0 +1,167 @@
+"""Everything the pipeline learns from an image's pixels, from ONE decode: a decode check,
+dimensions, frames, colour mode, the variants and a tiny placeholder.
+
+Runs in a worker thread: Pillow releases the GIL while it decodes, resizes and encodes, so
+threads use every core without copying bytes between processes."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from PIL import Image, ImageOps
+
+from .strip import CorruptMedia
+
+
+@dataclass(frozen=True)
+class Preset:
+    name: str
+    width: int
+    height: int
+    fit: str = "fit"  # "fit" (inside the box) or "cover" (fill it, centre-cropped)
+    format: str = "webp"
+    quality: int = 80
+
+
+@dataclass
+class VariantOut:
+    preset: Preset
+    data: bytes | None
+    width: int
+    height: int
+    sha256: str
+    error: str | None = None
+
+    @property
+    def content_type(self) -> str:
+        return f"image/{self.preset.format}"
+
+
+@dataclass
+class ImageReport:
+    format: str
+    width: int
+    height: int
+    frames: int
+    mode: str
+    placeholder: str | None = None
+    variants: list[VariantOut] = field(default_factory=list)
+
+
+FORMATS = {"webp": "WEBP", "jpeg": "JPEG", "png": "PNG", "avif": "AVIF"}
+
+
+def _target(src: tuple[int, int], preset: Preset) -> tuple[int, int]:
+    w, h = src
+    if preset.fit == "cover":
+        return preset.width, preset.height
+    scale = min(preset.width / w, preset.height / h, 1.0)
+    return max(1, round(w * scale)), max(1, round(h * scale))
+
+
+def _resize(img: Image.Image, preset: Preset) -> Image.Image:
+    if preset.fit == "cover":
+        return ImageOps.fit(img, (preset.width, preset.height), Image.Resampling.LANCZOS)
+    size = _target(img.size, preset)
+    if size == img.size:
+        return img
+    return img.resize(size, Image.Resampling.LANCZOS, reducing_gap=2.0)
+
+
+def encode(img: Image.Image, fmt: str, quality: int) -> bytes:
+    buf = io.BytesIO()
+    pil_format = FORMATS[fmt]
+    if pil_format == "JPEG" and img.mode not in ("RGB", "L"):
+        img = img.convert("RGB")
+    options: dict[str, object] = {"quality": quality}
+    if pil_format == "WEBP":
+        # method 2 encodes ~4x faster than the default 4 at a few % larger files (measured
+        # on 256 px thumbnails here): thumbnails are made far more often than fetched twice.
+        options["method"] = 2
+    img.save(buf, pil_format, **options)
+    return buf.getvalue()
+
+
+def _needed_scale(presets: list[Preset], size: tuple[int, int]) -> tuple[int, int]:
+    """The smallest decode size from which every preset can still be made."""
+    w, h = size
+    need = 0.0
+    for p in presets:
+        if p.fit == "cover":
+            need = max(need, p.width / w, p.height / h)
+        else:
+            need = max(need, min(p.width / w, p.height / h))
+    need = min(need, 1.0)
+    return max(1, int(w * need + 0.999)), max(1, int(h * need + 0.999))
+
+
+def analyse(path: Path, content_type: str, presets: list[Preset], placeholder: bool) -> ImageReport:
+    """Decode once, verify, and make every preset from that decode (largest first)."""
+    try:
+        with warnings.catch_warnings():
+            # The pipeline enforced its own pixel limit from the header already.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            img = Image.open(path)
+            fmt = img.format or "?"
+            frames = int(getattr(img, "n_frames", 1))
+            mode = img.mode
+            size = img.size
+            cheap = not presets and not placeholder
+            if cheap and fmt == "PNG":
+                # CRCs and structure of every chunk, without inflating pixels.
+                img.verify()
+            else:
+                if fmt == "JPEG":
+                    # DCT scaling: decode at (at least) the size the variants need; the
+                    # entropy-coded data is still read in full, so damage is still found.
+                    want = (
+                        _needed_scale(presets, size)
+                        if presets
+                        else (max(1, size[0] // 8), max(1, size[1] // 8))
+                    )
+                    img.draft("RGB", want)
+                img.load()
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+        raise CorruptMedia(f"the image cannot be decoded: {exc}") from exc
+    report = ImageReport(format=fmt, width=size[0], height=size[1], frames=frames, mode=mode)
+    if not presets and not placeholder:
+        return report
+    base = ImageOps.exif_transpose(img)
+    if base.mode not in ("RGB", "RGBA", "L", "LA"):
+        base = base.convert("RGBA" if "transparency" in base.info else "RGB")
+    ordered = sorted(presets, key=lambda p: p.width * p.height, reverse=True)
+    current = base
+    made: list[VariantOut] = []
+    for preset in ordered:
+        try:
+            # Each preset is cut from the previous (larger) one: far cheaper than from the
+            # full image, and the chain only ever shrinks.
+            source = current if _fits(current.size, preset) else base
+            out = _resize(source, preset)
+            data = encode(out, preset.format, preset.quality)
+            made.append(
+                VariantOut(preset, data, out.width, out.height, hashlib.sha256(data).hexdigest())
+            )
+            if preset.fit == "fit":
+                current = out
+        except Exception as exc:  # one preset failing must not lose the others
+            made.append(VariantOut(preset, None, 0, 0, "", error=f"{type(exc).__name__}: {exc}"))
+    report.variants = [v for p in presets for v in made if v.preset is p]
+    if placeholder:
+        tiny = current.copy()
+        tiny.thumbnail((16, 16))
+        blob = encode(tiny, "webp", 30)
+        report.placeholder = "data:image/webp;base64," + base64.b64encode(blob).decode()
+    return report
+
+
+def _fits(size: tuple[int, int], preset: Preset) -> bool:
+    w, h = size
+    if preset.fit == "cover":
+        return w >= preset.width and h >= preset.height
+    return w >= preset.width or h >= preset.height
