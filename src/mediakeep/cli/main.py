@@ -4,15 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-import shutil
 import sys
-from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 from rich.table import Table
 
@@ -20,41 +17,11 @@ from ..errors import MediaKeepError
 from ..keep import MediaKeep
 from ..models import IngestResult, ItemProgress
 from ..settings import Settings
+from .common import JsonOpt, OwnerOpt, emit_json, err, fail, out, with_keep
 
 app = typer.Typer(help="Keep AI-generated media for good.", no_args_is_help=True)
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
-
-out = Console()
-err = Console(stderr=True)
-T = TypeVar("T")
-
-JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
-OwnerOpt = Annotated[str, typer.Option("--owner", "-o", help="Owner (tenant) id.")]
-
-
-def _emit_json(data: Any) -> None:
-    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
-
-
-def _fail(exc: MediaKeepError, as_json: bool) -> None:
-    if as_json:
-        _emit_json({"error": exc.to_dict()})
-    else:
-        err.print(f"[red]error[/red] [{exc.code}] {exc.message}")
-    raise typer.Exit(1)
-
-
-def _with_keep(fn: Callable[[MediaKeep], Awaitable[T]], as_json: bool) -> T:
-    async def run() -> T:
-        async with MediaKeep(Settings()) as keep:
-            return await fn(keep)
-
-    try:
-        return asyncio.run(run())
-    except MediaKeepError as exc:
-        _fail(exc, as_json)
-        raise AssertionError("unreachable") from exc
 
 
 @app.command()
@@ -111,9 +78,9 @@ def ingest(
         )
 
     with progress:
-        results = _with_keep(run, as_json)
+        results = with_keep(run, as_json)
     if as_json:
-        _emit_json([r.to_dict() for r in results])
+        emit_json([r.to_dict() for r in results])
     else:
         table = Table("status", "source", "id / error", "size", "type")
         for r in results:
@@ -139,11 +106,11 @@ def list_assets(
     as_json: JsonOpt = False,
 ) -> None:
     """List an owner's assets, newest first."""
-    page = _with_keep(
+    page = with_keep(
         lambda k: k.list(owner=owner, collection=collection, limit=limit, cursor=cursor), as_json
     )
     if as_json:
-        _emit_json({"items": [a.to_dict() for a in page.items], "next_cursor": page.next_cursor})
+        emit_json({"items": [a.to_dict() for a in page.items], "next_cursor": page.next_cursor})
         return
     table = Table("id", "collection", "type", "size", "created")
     for a in page.items:
@@ -168,9 +135,9 @@ def url(
         expires = None if asset.public else keep.expires_at(ttl).isoformat()
         return {"id": asset_id, "url": value, "public": asset.public, "expires_at": expires}
 
-    data = _with_keep(run, as_json)
+    data = with_keep(run, as_json)
     if as_json:
-        _emit_json(data)
+        emit_json(data)
     else:
         out.print(data["url"], soft_wrap=True)
 
@@ -178,9 +145,9 @@ def url(
 @app.command("rm")
 def remove(asset_id: str, as_json: JsonOpt = False) -> None:
     """Delete an asset (its bytes go when no other asset shares them)."""
-    _with_keep(lambda k: k.delete(asset_id), as_json)
+    with_keep(lambda k: k.delete(asset_id), as_json)
     if as_json:
-        _emit_json({"id": asset_id, "deleted": True})
+        emit_json({"id": asset_id, "deleted": True})
     else:
         out.print(f"deleted {asset_id}")
 
@@ -192,11 +159,11 @@ def gc(
     as_json: JsonOpt = False,
 ) -> None:
     """Remove what interrupted writes and failed deletes left behind."""
-    report = _with_keep(
+    report = with_keep(
         lambda k: k.sweep(older_than=timedelta(seconds=older_than), orphans=orphans), as_json
     )
     if as_json:
-        _emit_json(report.to_dict())
+        emit_json(report.to_dict())
     else:
         for name, value in report.to_dict().items():
             out.print(f"{name}: {value}")
@@ -218,7 +185,7 @@ def db_upgrade(as_json: JsonOpt = False) -> None:
 
     revision = asyncio.run(run())
     if as_json:
-        _emit_json({"revision": revision})
+        emit_json({"revision": revision})
     else:
         out.print(f"database at revision {revision}")
 
@@ -249,7 +216,7 @@ def serve(
     jwt_secret = settings.resolved_jwt_secret()
     token_cmd = f"{_self_command()} token --owner alice"
     if as_json:
-        _emit_json({"url": base, "docs": f"{base}/docs", "token_command": token_cmd})
+        emit_json({"url": base, "docs": f"{base}/docs", "token_command": token_cmd})
     else:
         out.print(f"mediakeep serving on [bold]{base}[/bold]", soft_wrap=True)
         out.print(f"  API docs:    {base}/docs", soft_wrap=True)
@@ -325,7 +292,7 @@ def token(
             key = new_api_key()
             entry = api_key_entry(owner, key)
             if as_json:
-                _emit_json({"owner": owner, "api_key": key, "api_keys_entry": entry})
+                emit_json({"owner": owner, "api_key": key, "api_keys_entry": entry})
             else:
                 out.print(key, soft_wrap=True)
                 err.print(f"add to MEDIAKEEP_API_KEYS (comma-separated): {entry}")
@@ -339,10 +306,10 @@ def token(
         role = SERVICE_ROLE if service_role else USER_ROLE
         value = mint_token(secret, owner, expires_in=expires_in, role=role)
     except MediaKeepError as exc:
-        _fail(exc, as_json)
+        fail(exc, as_json)
         return
     if as_json:
-        _emit_json(
+        emit_json(
             {
                 "token": value,
                 "token_type": "bearer",
@@ -357,57 +324,12 @@ def token(
         sys.stdout.write(value + "\n")
 
 
-bundle_app = typer.Typer(help="Multi-file bundles.", no_args_is_help=True)
-app.add_typer(bundle_app, name="bundle")
+def _register_subcommands() -> None:
+    # Each feature's commands live in their own module and add themselves here.
+    from . import bundles
+
+    for module in (bundles,):
+        module.register(app)
 
 
-@bundle_app.command("put")
-def bundle_put(
-    directory: Annotated[Path, typer.Argument(exists=True, file_okay=False, readable=True)],
-    owner: OwnerOpt,
-    collection: Annotated[str, typer.Option("--collection", "-c")],
-    name: Annotated[str, typer.Option("--name")] = "bundle",
-    version: Annotated[int | None, typer.Option("--version", min=1)] = None,
-    as_json: JsonOpt = False,
-) -> None:
-    """Store every file under DIRECTORY as one versioned bundle."""
-    root = directory.resolve()
-    # Symlinks are skipped: a bundle holds files, never pointers out of the directory.
-    files = {
-        p.relative_to(root).as_posix(): p
-        for p in sorted(root.rglob("*"))
-        if p.is_file() and not p.is_symlink()
-    }
-    info = _with_keep(
-        lambda k: k.save_bundle(owner, collection, files, name=name, version=version), as_json
-    )
-    if as_json:
-        _emit_json(info.to_dict())
-    else:
-        out.print(f"bundle {info.id}: {info.name} v{info.version}, {len(info.files)} files")
-
-
-@bundle_app.command("get")
-def bundle_get(
-    bundle_id: str,
-    dest: Annotated[Path, typer.Argument(file_okay=False)],
-    as_json: JsonOpt = False,
-) -> None:
-    """Copy a bundle's files into DEST."""
-
-    async def run(keep: MediaKeep) -> dict[str, Any]:
-        info = await keep.get_bundle(bundle_id)
-        root = await keep.open_bundle(bundle_id)
-        await asyncio.to_thread(shutil.copytree, root, dest, dirs_exist_ok=True)
-        return {
-            "id": info.id,
-            "version": info.version,
-            "dest": str(dest.resolve()),
-            "files": [f.path for f in info.files],
-        }
-
-    data = _with_keep(run, as_json)
-    if as_json:
-        _emit_json(data)
-    else:
-        out.print(f"{len(data['files'])} files written to {data['dest']}")
+_register_subcommands()
