@@ -45,7 +45,12 @@ HTTP_CODES: dict[int, list[str]] = {
     500: ["internal_error"],
     503: ["not_ready"],
 }
-_HTTP_CODE = {404: "not_found", 405: "method_not_allowed", 413: "request_too_large"}
+_HTTP_CODE = {
+    400: "bad_request",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "request_too_large",
+}
 
 
 def _all_errors() -> list[type[MediaKeepError]]:
