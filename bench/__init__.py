@@ -1,0 +1,1 @@
+"""Benchmark harness for mediakeep against rclone and naive download-then-upload peers."""
