@@ -35,6 +35,7 @@ test-load: $(STAMP)
 	$(BIN)/python -m pytest -q tests/load
 
 bench: $(STAMP)
+	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
 	$(BIN)/python -m bench.run
 
 clean:

@@ -193,7 +193,8 @@ def ratio_matrix(report: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
 
 def _micro_cells(entry: Record) -> list[str]:
     if entry["status"] == "ok":
-        return [entry["name"], f"{entry['urls_per_s']:,.0f}", entry.get("note", "")]
+        rate = entry.get("urls_per_s", entry.get("requests_per_s", 0.0))
+        return [entry["name"], f"{rate:,.0f}", entry.get("note", "")]
     return [entry["name"], "ERROR", entry.get("note", "")]
 
 

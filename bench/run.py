@@ -22,7 +22,7 @@ from typing import Any
 
 import psutil
 
-from bench import report
+from bench import links, report
 from bench.common import MIB, PROJECT_DIR, RESULTS_DIR, WORK_DIR, tool
 from bench.contenders import (
     Contender,
@@ -199,6 +199,12 @@ class Bench:
         )
         return record
 
+    def micro_links(self) -> dict[str, Any]:
+        job = self.job(MICRO, "links", 0, ())
+        buckets = (f"{job.slug}-priv", f"{job.slug}-pub")
+        assert self.weed is not None and self.weed.target is not None
+        return links.run(self.weed.target, job.rundir, buckets)
+
     def micro_signed_urls(self) -> dict[str, Any]:
         assert self.cdn is not None
         batch = QUICK_URL_BATCH if self.args.quick else URL_BATCH
@@ -314,6 +320,9 @@ class Bench:
             if want_micro:
                 print("micro-benchmark: signed URLs ...", flush=True)
                 micro.append(self.micro_signed_urls())
+                print(f"  {micro[-1]['status']}: {micro[-1].get('note', '')}", flush=True)
+                print("micro-benchmark: permanent-link redirects ...", flush=True)
+                micro.append(self.micro_links())
                 print(f"  {micro[-1]['status']}: {micro[-1].get('note', '')}", flush=True)
             weed_version = self.weed.version()
 
