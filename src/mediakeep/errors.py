@@ -236,3 +236,66 @@ class UploadSizeMismatch(SizeMismatch):
 class UploadChecksumMismatch(MediaKeepError):
     code = "upload_checksum_mismatch"
     status = 422
+
+
+# -- jobs, generations, webhooks -------------------------------------------------------
+
+
+class IdempotencyConflict(MediaKeepError):
+    """The Idempotency-Key was used (within its lifetime) for a different request."""
+
+    code = "idempotency_key_reused"
+    status = 409
+
+
+class GenerationNotFailed(MediaKeepError):
+    """Only the files of a generation that did not complete may be cleaned up."""
+
+    code = "generation_not_failed"
+    status = 409
+
+
+class WebhookRejected(MediaKeepError):
+    """A webhook that cannot be trusted; nothing of it was written."""
+
+    code = "webhook_rejected"
+    status = 401
+
+
+class WebhookUnsigned(WebhookRejected):
+    code = "webhook_unsigned"
+
+
+class WebhookSignatureInvalid(WebhookRejected):
+    code = "webhook_signature_invalid"
+
+
+class WebhookStale(WebhookRejected):
+    """The webhook's timestamp is too far from now (a replay, or a wrong clock)."""
+
+    code = "webhook_stale"
+
+
+class TicketInvalid(WebhookRejected):
+    """The webhook URL's ticket is missing, malformed, or not signed by this service."""
+
+    code = "ticket_invalid"
+
+
+class TicketExpired(TicketInvalid):
+    code = "ticket_expired"
+
+
+class TicketOwnerMismatch(MediaKeepError):
+    """The provider request already belongs to another owner than the ticket's."""
+
+    code = "ticket_owner_mismatch"
+    status = 403
+
+
+class JwksUnavailable(MediaKeepError):
+    """The provider's signing keys could not be fetched; the sender should retry."""
+
+    code = "jwks_unavailable"
+    status = 503
+    retryable = True

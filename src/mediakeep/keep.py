@@ -6,6 +6,7 @@ import asyncio
 import builtins
 import logging
 import re
+import time
 import uuid
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Sequence
 from dataclasses import replace
@@ -17,7 +18,7 @@ from typing import Any
 from .bundles.api import BundlesMixin
 from .db import migrate
 from .db.engine import create_engine, session_factory
-from .db.repo import Repository
+from .db.repo import Location, Repository
 from .errors import (
     DownloadFailed,
     FileTooLarge,
@@ -30,6 +31,9 @@ from .errors import (
     UploadNotReceived,
     UploadSizeMismatch,
 )
+from .integrations.api import IntegrationsMixin
+from .maintenance.tick import Schedule, TickReport, tick
+from .media.render import rendition_prefix
 from .models import (
     AssetInfo,
     IngestResult,
@@ -71,7 +75,7 @@ STAGING_PREFIX = "_staging/"
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
-class MediaKeep(VersionsMixin, BundlesMixin):
+class MediaKeep(VersionsMixin, BundlesMixin, IntegrationsMixin):
     """Async API. Use ``async with MediaKeep(settings) as keep:``."""
 
     def __init__(self, settings: Settings | None = None, *, store: ObjectStore | None = None):
@@ -112,6 +116,7 @@ class MediaKeep(VersionsMixin, BundlesMixin):
             self.media,
         )
         self._started = False
+        self._locations: dict[tuple[str, str | None], tuple[float, Location]] = {}
 
     async def __aenter__(self) -> MediaKeep:
         await self.start()
@@ -272,6 +277,29 @@ class MediaKeep(VersionsMixin, BundlesMixin):
 
     # -- reading -------------------------------------------------------------------------
 
+    async def locate(self, asset_id: str, *, owner: str | None = None) -> Location:
+        """Bucket, key and type of an asset, from a short-lived cache: permanent links are
+        hit far more often than assets change. This process drops an entry when it changes
+        the asset; other processes see a change within ``location_cache_ttl`` seconds
+        (until then a moved or deleted asset's link answers from its old place, a 404)."""
+        ttl = self.settings.location_cache_ttl
+        cache_key = (asset_id, owner)
+        now = time.monotonic()
+        if ttl > 0:
+            hit = self._locations.get(cache_key)
+            if hit is not None and hit[0] > now:
+                return hit[1]
+        found = await self.repo.locate(asset_id, owner)
+        if ttl > 0:
+            if len(self._locations) >= 50_000:
+                self._locations.clear()
+            self._locations[cache_key] = (now + ttl, found)
+        return found
+
+    def _forget_location(self, asset_id: str) -> None:
+        for cache_key in [k for k in self._locations if k[0] == asset_id]:
+            del self._locations[cache_key]
+
     def get_asset_stream(self, asset: AssetInfo) -> AsyncIterator[bytes]:
         """The stored bytes of an asset, streamed."""
         return self.store.get(asset.bucket, asset.key)
@@ -283,18 +311,25 @@ class MediaKeep(VersionsMixin, BundlesMixin):
         return await self.repo.list_assets(owner=owner, **filters)
 
     async def _urls_for(self, assets: Sequence[AssetInfo], expires_in: int) -> dict[str, str]:
+        return await self._sign_located(
+            [(a.id, a.public, a.bucket, a.key) for a in assets], expires_in
+        )
+
+    async def _sign_located(
+        self, located: Sequence[tuple[str, bool, str, str]], expires_in: int
+    ) -> dict[str, str]:
         out: dict[str, str] = {}
-        by_bucket: dict[str, list[AssetInfo]] = {}
-        for a in assets:
-            if a.public:
-                out[a.id] = self.store.public_url(a.bucket, a.key)
+        by_bucket: dict[str, list[tuple[str, str]]] = {}
+        for asset_id, public, bucket, key in located:
+            if public:
+                out[asset_id] = self.store.public_url(bucket, key)
             else:
-                by_bucket.setdefault(a.bucket, []).append(a)
+                by_bucket.setdefault(bucket, []).append((asset_id, key))
         for bucket, group in by_bucket.items():
             # One signing call per bucket, however many URLs: local for most stores, one
             # round trip for stores that sign on their server (Supabase).
-            signed = await self.store.sign_get_async(bucket, [a.key for a in group], expires_in)
-            out.update({a.id: url for a, url in zip(group, signed, strict=True)})
+            signed = await self.store.sign_get_async(bucket, [k for _, k in group], expires_in)
+            out.update({aid: url for (aid, _), url in zip(group, signed, strict=True)})
         return out
 
     def _expires(self, expires_in: int | None) -> int:
@@ -314,8 +349,9 @@ class MediaKeep(VersionsMixin, BundlesMixin):
     ) -> dict[str, str]:
         """Signed or public URLs for many assets: one query, one signing call per bucket.
         Ids that do not exist (or belong to someone else) are absent from the answer."""
-        assets = await self.repo.get_many(list(dict.fromkeys(asset_ids)), owner)
-        return await self._urls_for(list(assets.values()), self._expires(expires_in))
+        expires = self._expires(expires_in)
+        located = await self.repo.locate_many(list(dict.fromkeys(asset_ids)), owner)
+        return await self._sign_located(located, expires)
 
     @staticmethod
     def expires_at(expires_in: int) -> datetime:
@@ -325,6 +361,7 @@ class MediaKeep(VersionsMixin, BundlesMixin):
 
     async def delete(self, asset_id: str, *, owner: str | None = None) -> None:
         """Delete the asset; its bytes go when no other asset of the owner shares them."""
+        self._forget_location(asset_id)
         released = await self.repo.delete_asset(asset_id, owner)
         if released is not None:
             await self._remove_object(released.id, released.bucket, released.key)
@@ -334,12 +371,19 @@ class MediaKeep(VersionsMixin, BundlesMixin):
             await self.repo.forget_object(object_id)
 
     async def _delete_bytes(self, object_id: str, bucket: str, key: str) -> bool:
-        """Delete an object and its variants from the store; False leaves the rows for the
-        sweep to retry."""
+        """Delete an object, its variants and its cached renditions from the store; False
+        leaves the rows for the sweep to retry."""
         variants = (await self.repo.variants_for([object_id])).get(object_id, [])
         try:
             for v in variants:
                 await self.store.delete(v.bucket, v.key)
+            # Renditions have no rows: they are found by their key prefix. The original goes
+            # last, so a failure here leaves it (and the rows) for the retry to find again.
+            renditions = [
+                info.key async for info in self.store.list_objects(bucket, rendition_prefix(key))
+            ]
+            for rendition in renditions:
+                await self.store.delete(bucket, rendition)
             await self.store.delete(bucket, key)
         except StoreError:
             log.warning("object delete failed; left for the sweep", extra={"key": key})
@@ -370,6 +414,7 @@ class MediaKeep(VersionsMixin, BundlesMixin):
                 raise
             target = new
         assert target is not None
+        self._forget_location(asset_id)
         moved, released = await self.repo.finish_move(
             asset_id, target, public, sha256=info.sha256, size=info.size
         )
@@ -596,6 +641,17 @@ class MediaKeep(VersionsMixin, BundlesMixin):
 
     async def storage_stats(self, *, owner: str) -> StorageStats:
         return await self.repo.storage_stats(owner)
+
+    async def maintenance_tick(self, *, force: bool = False) -> TickReport:
+        """Scheduled housekeeping, for a worker loop to call every minute or so: gc every
+        ``gc_interval`` seconds (grace ``gc_grace``) and cache clean-up (the hybrid store's
+        local cache, extracted bundles) every ``cache_cleanup_interval``. Returns at once
+        when nothing is due, when ``auto_cleanup`` is off (unless ``force``), or when
+        another process holds the maintenance lock (one sweep at a time across workers)."""
+        schedule: Schedule | None = getattr(self, "_maintenance_schedule", None)
+        if schedule is None:
+            schedule = self._maintenance_schedule = Schedule()
+        return await tick(self, schedule, force=force)
 
     async def ping(self) -> None:
         """Raise if the database or the store cannot be reached."""

@@ -5,6 +5,8 @@ The names here are a contract with other tools: see ``.env.example``.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import secrets
 from pathlib import Path
@@ -50,7 +52,7 @@ class Settings(BaseSettings):
     database_url: str | None = None
     auto_migrate: bool = True
 
-    store: Literal["local", "s3", "supabase"] = "local"
+    store: Literal["local", "s3", "supabase", "hybrid"] = "local"
     local_root: Path | None = None
     s3_endpoint: str | None = None
     s3_region: str = Field(
@@ -86,6 +88,17 @@ class Settings(BaseSettings):
     private_bucket: str = "assets"
     public_bucket: str = "public-assets"
     public_base_url: str | None = None
+    # Hybrid (MEDIAKEEP_STORE=hybrid): objects land in the local store at once and are
+    # replicated to this remote store, configured by its own settings above. "none" is
+    # local-only mode: writes queue up and replicate once a remote is configured again.
+    hybrid_remote: Literal["s3", "supabase", "none"] = "none"
+    # The local copies of replicated objects are a cache: evicted least recently used
+    # first when over the size cap, and when unused for the TTL (0 turns either off).
+    hybrid_cache_max_bytes: int = 10 * 1024**3
+    hybrid_cache_ttl: float = 7 * 24 * 3600
+    hybrid_replication_concurrency: int = 4
+    # Longest wait between replication attempts while the remote is failing, seconds.
+    hybrid_retry_max: float = 60.0
 
     key_template: str = "{owner}/{collection}/{asset_id}{suffix}.{ext}"
     default_collection: str = "default"
@@ -96,6 +109,8 @@ class Settings(BaseSettings):
     public_allowed_types: Annotated[tuple[str, ...] | None, NoDecode] = None
     collection_allowed_types: dict[str, tuple[str, ...]] = Field(default_factory=dict)
     signed_url_expires: int = 3600
+    # Seconds a permanent link may reuse an asset's looked-up location (0: always look up).
+    location_cache_ttl: float = 2.0
     max_image_pixels: int = 100_000_000
 
     download_timeout: float = 300.0
@@ -163,6 +178,98 @@ class Settings(BaseSettings):
     sweep_interval: float = 600.0
     log_level: str = "info"
 
+    # -- maintenance (``MediaKeep.maintenance_tick``, run by the worker) ------------------
+    # Off: the worker never runs gc or cache clean-up by itself (``mediakeep gc`` still does).
+    auto_cleanup: bool = True
+    # Seconds between gc runs, and between cache clean-ups (hybrid cache, bundle cache).
+    gc_interval: float = 6 * 3600
+    cache_cleanup_interval: float = 600.0
+    # gc never deletes anything younger than this, seconds.
+    gc_grace: float = 24 * 3600
+
+    # -- durable jobs (docs/JOBS.md) ----------------------------------------------------
+    # Run one job worker inside ``mediakeep serve`` (on SQLite it is the only worker; on
+    # PostgreSQL ``mediakeep worker`` processes may run beside it, or instead of it).
+    serve_worker: bool = True
+    # Jobs one worker process runs at once, and how often an idle worker looks for work.
+    job_concurrency: int = 4
+    job_poll_interval: float = 1.0
+    # A running job whose worker stopped renewing its lease for this long is taken over.
+    job_visibility_timeout: float = 60.0
+    # Attempts before a job that keeps failing ends ``failed``; waits between them double
+    # from the backoff up to the cap (seconds).
+    job_max_attempts: int = 8
+    job_retry_backoff: float = 2.0
+    job_retry_max_backoff: float = 300.0
+    # A half-written item left by a worker that died is cleaned up and redone once it is
+    # this old (seconds); unset: the download timeout plus a minute, which no live write
+    # can outlast.
+    job_stale_write_after: float | None = None
+    # How long a stopping worker lets running jobs finish before handing them back.
+    job_shutdown_grace: float = 10.0
+    # How long an Idempotency-Key keeps returning the same job, seconds.
+    idempotency_ttl: float = 24 * 3600
+    # Completion callbacks: HMAC-SHA256 key (generated into the data dir when unset), and
+    # delivery attempts with their backoff.
+    callback_secret: str | None = Field(default=None, repr=False)
+    callback_timeout: float = 10.0
+    callback_max_attempts: int = 8
+    callback_retry_backoff: float = 5.0
+    callback_retry_max_backoff: float = 600.0
+    # Largest JSON body of the routes that take provider results or documents (fal results
+    # in sync mode carry their media inline as data: URIs).
+    max_media_json_body: int = 64 * 1024 * 1024
+
+    # -- fal.ai ---------------------------------------------------------------------------
+    fal_jwks_url: str = "https://rest.alpha.fal.ai/.well-known/jwks.json"
+    fal_jwks_cache_ttl: float = 24 * 3600
+    # Accepted distance between a webhook's timestamp and now, seconds.
+    fal_webhook_tolerance: int = 300
+    # Key for the webhook tickets mediakeep signs; unset: derived from the signing secret.
+    webhook_secret: str | None = Field(default=None, repr=False)
+    fal_ticket_expires: int = 24 * 3600
+    fal_ticket_max_expires: int = 30 * 24 * 3600
+
+    # -- persist_json: which strings in a document are media URLs to keep -----------------
+    # Hosts (".example.com" admits subdomains; "host/prefix" also matches the path).
+    persist_hosts: Annotated[tuple[str, ...], NoDecode] = (
+        "fal.media",
+        ".fal.media",
+        "fal.run",
+        ".fal.run",
+        "storage.googleapis.com/falserverless",
+    )
+    persist_extensions: Annotated[tuple[str, ...], NoDecode] = (
+        "png",
+        "jpg",
+        "jpeg",
+        "webp",
+        "gif",
+        "avif",
+        "heic",
+        "bmp",
+        "tif",
+        "tiff",
+        "mp4",
+        "mov",
+        "webm",
+        "mkv",
+        "mp3",
+        "wav",
+        "ogg",
+        "flac",
+        "m4a",
+    )
+
+    @field_validator("persist_hosts", "persist_extensions", mode="before")
+    @classmethod
+    def _split_persist_csv(cls, v: object) -> object:
+        if isinstance(v, str):
+            if v.strip().startswith("["):
+                return tuple(json.loads(v))
+            return tuple(p.strip() for p in v.split(",") if p.strip())
+        return v
+
     @field_validator(
         "allowed_types",
         "public_allowed_types",
@@ -220,6 +327,20 @@ class Settings(BaseSettings):
         if self.signing_secret:
             return self.signing_secret
         return _secret_file(self.data_dir / "signing.secret")
+
+    def resolved_callback_secret(self) -> str:
+        """The key completion callbacks are signed with; receivers need the same value."""
+        if self.callback_secret:
+            return self.callback_secret
+        return _secret_file(self.data_dir / "callback.secret")
+
+    def resolved_webhook_secret(self) -> str:
+        """The key webhook tickets are signed with: configured, or derived from the signing
+        secret (so every server of a fleet that shares it accepts the same tickets)."""
+        if self.webhook_secret:
+            return self.webhook_secret
+        base = self.resolved_signing_secret().encode()
+        return hmac.new(base, b"mediakeep-webhook-ticket-v1", hashlib.sha256).hexdigest()
 
 
 def _secret_file(path: Path) -> str:

@@ -1,7 +1,7 @@
-"""One contract for every object store: local (behind the real service), S3 (SeaweedFS) and
+"""One contract for every object store: local (behind the real service), S3 (SeaweedFS),
 Supabase (the local Storage API server, or a real project when
-MEDIAKEEP_TEST_SUPABASE_URL/_KEY are set). Signed and public URLs are fetched with plain
-HTTP, as a browser would."""
+MEDIAKEEP_TEST_SUPABASE_URL/_KEY are set) and hybrid (local behind the service, SeaweedFS
+as its remote). Signed and public URLs are fetched with plain HTTP, as a browser would."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ from yarl import URL
 from mediakeep.errors import InvalidSignature, NotFound, ObjectExists, UnsupportedOperation
 from mediakeep.stores.base import ByteRange, ObjectStore, SignedRequest
 from mediakeep.stores.factory import build_store
+from mediakeep.stores.hybrid import HybridStore
 from mediakeep.stores.local import LocalStore
 from mediakeep.stores.s3 import S3Store
 from mediakeep.stores.supabase import SupabaseStore
@@ -59,7 +60,7 @@ def _local_put_check(store: LocalStore) -> Callable[[SignedRequest], None]:
     return check
 
 
-@pytest.fixture(scope="module", params=["local", "s3", "supabase"])
+@pytest.fixture(scope="module", params=["local", "s3", "supabase", "hybrid"])
 async def subject(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[Subject]:
@@ -86,6 +87,39 @@ async def subject(
             check_put=_local_put_check(store),
             new_bucket=lambda: f"mk-ct-{uuid.uuid4().hex[:10]}",
         )
+        svc.stop()
+    elif kind == "hybrid":
+        sw_remote: SeaweedS3 = request.getfixturevalue("seaweed")
+        tmp = tmp_path_factory.mktemp("contract-hybrid")
+        port = free_port()
+        settings = make_settings(
+            Backend("sqlite", "local"),
+            tmp,
+            request,
+            base_url=f"http://127.0.0.1:{port}",
+            store="hybrid",
+            hybrid_remote="s3",
+            s3_endpoint=sw_remote.endpoint,
+            s3_region=sw_remote.region,
+            s3_access_key_id=sw_remote.access_key,
+            s3_secret_access_key=sw_remote.secret_key,
+        )
+        svc = ServiceThread(settings, port).start()
+        hybrid = build_store(settings)
+        assert isinstance(hybrid, HybridStore)
+        await hybrid.start([PRIVATE_BUCKET, PUBLIC_BUCKET])
+        yield Subject(
+            kind,
+            hybrid,
+            PRIVATE_BUCKET,
+            PUBLIC_BUCKET,
+            page=0,
+            knows_content_type=False,
+            refuses_overwrite=True,
+            check_put=_local_put_check(hybrid),
+            new_bucket=lambda: f"mk-ct-{uuid.uuid4().hex[:10]}",
+        )
+        await hybrid.close()
         svc.stop()
     elif kind == "s3":
         sw: SeaweedS3 = request.getfixturevalue("seaweed")

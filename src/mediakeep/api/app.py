@@ -15,6 +15,7 @@ from fastapi.responses import JSONResponse, Response
 
 from .. import __version__
 from ..auth import ApiKeys, TokenVerifier
+from ..jobs.service import start_service_worker
 from ..keep import MediaKeep
 from ..settings import Settings
 from ..stores.local import FILES_ROUTE
@@ -23,6 +24,9 @@ from .limits import BodyLimitMiddleware
 from .observability import REQUEST_ID_HEADER, Metrics, RequestContextMiddleware
 from .problems import problem
 from .routes import build_router
+from .routes_jobs import build_jobs_router
+from .routes_media import build_media_router
+from .routes_versions import build_versions_router
 from .schemas import Status
 from .security import Authenticator
 
@@ -43,9 +47,12 @@ def create_app(settings: Settings | None = None, keep: MediaKeep | None = None) 
         sweeper = None
         if s.sweep_interval > 0:
             sweeper = asyncio.create_task(_sweep_forever(the_keep, s.sweep_interval))
+        jobs_worker = start_service_worker(the_keep)
         try:
             yield
         finally:
+            if jobs_worker is not None:
+                await jobs_worker.stop()
             if sweeper is not None:
                 sweeper.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -66,6 +73,9 @@ def create_app(settings: Settings | None = None, keep: MediaKeep | None = None) 
     problems.install(app)
     app.include_router(files.router(s))
     app.include_router(build_router(s))
+    app.include_router(build_jobs_router(s))
+    app.include_router(build_media_router(s))
+    app.include_router(build_versions_router(s))
 
     @app.get("/healthz", tags=["ops"], response_model=Status)
     async def healthz() -> Status:
@@ -118,7 +128,13 @@ def create_app(settings: Settings | None = None, keep: MediaKeep | None = None) 
         overrides=[
             # Uploads are bounded by the file size limit (plus the multipart framing).
             ("POST", "/v1/uploads", s.max_file_size + 1024 * 1024),
+            # Multipart bundles spool to disk; JSON ones are bounded by their route.
+            ("POST", "/v1/bundles", s.max_file_size + 1024 * 1024),
             ("PUT", FILES_ROUTE + "/", s.max_file_size),
+            # Provider results in sync mode carry their media inline (data: URIs).
+            ("POST", "/v1/generations", s.max_media_json_body),
+            ("POST", "/v1/webhooks/fal", s.max_media_json_body),
+            ("POST", "/v1/persist-json", s.max_media_json_body),
         ],
     )
     # Outermost, so it also sees CORS preflights and the body limit's refusals.

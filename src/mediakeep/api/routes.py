@@ -11,7 +11,7 @@ from typing import Annotated, Any, Literal
 from uuid import UUID
 
 from fastapi import APIRouter, Body, Path, Query, Request, Response
-from fastapi.responses import RedirectResponse
+from fastapi.responses import JSONResponse, RedirectResponse
 from pydantic import BeforeValidator
 
 from ..db.repo import decode_cursor, encode_cursor
@@ -30,6 +30,8 @@ from .multipart import MultipartReader, boundary_of
 from .observability import Metrics
 from .problems import status_for_code
 from .ratelimit import RateLimiter
+from .routes_jobs import IdempotencyKey, accept_ingest
+from .routes_media import variant_links
 from .schemas import (
     NAME_PATTERN,
     AssetOut,
@@ -50,6 +52,7 @@ from .schemas import (
     VisibilityResponse,
     check_metadata,
 )
+from .schemas_jobs import JobOut
 from .security import Caller, Owner, OwnerQuery
 
 AssetId = Annotated[UUID, Path(description="The asset's id.")]
@@ -129,7 +132,8 @@ def build_router(settings: Settings) -> APIRouter:
         response_model=IngestResponse,
         responses={
             207: {"model": IngestResponse, "description": "Some items failed; see each item."},
-            **_doc(*AUTH_ERRORS, 413, 429),
+            202: {"model": JobOut, "description": "Accepted as a durable job (async)."},
+            **_doc(*AUTH_ERRORS, 409, 413, 429),
         },
     )
     async def ingest(
@@ -138,7 +142,8 @@ def build_router(settings: Settings) -> APIRouter:
         response: Response,
         who: Caller,
         owner: OwnerQuery = None,
-    ) -> IngestResponse:
+        idempotency_key: IdempotencyKey = None,
+    ) -> IngestResponse | JSONResponse:
         """Download URLs into the store. Answers 200 when every item was stored (or was
         already there), 207 when any failed: each item carries its own status and error."""
         acting = who.acting_for(body.owner or owner)
@@ -148,6 +153,8 @@ def build_router(settings: Settings) -> APIRouter:
             raise InvalidInput(f"at most {keep.settings.max_ingest_urls} URLs per request")
         _names(body.collection, body.slot)
         limit(request, acting, len(body.urls))
+        if body.run_async:
+            return await accept_ingest(keep, body, acting, idempotency_key)
         results = await keep.store_many(
             [UrlSource(u) for u in body.urls],
             owner=acting,
@@ -351,8 +358,10 @@ def build_router(settings: Settings) -> APIRouter:
             cursor=_check_cursor(cursor),
         )
         base = _base(request)
+        variants = await variant_links(keep_of(request), page.items)
         return AssetPage(
-            items=[AssetOut.of(a, base) for a in page.items], next_cursor=page.next_cursor
+            items=[AssetOut.of(a, base, variants.get(a.id)) for a in page.items],
+            next_cursor=page.next_cursor,
         )
 
     @r.get(
@@ -362,8 +371,10 @@ def build_router(settings: Settings) -> APIRouter:
         responses=_doc(*AUTH_ERRORS, 404),
     )
     async def get_asset(asset_id: AssetId, request: Request, owner: Owner) -> AssetOut:
-        asset = await keep_of(request).get(str(asset_id), owner=owner)
-        return AssetOut.of(asset, _base(request))
+        keep = keep_of(request)
+        asset = await keep.get(str(asset_id), owner=owner)
+        variants = await variant_links(keep, [asset])
+        return AssetOut.of(asset, _base(request), variants.get(asset.id))
 
     @r.delete(
         "/assets/{asset_id}",
@@ -467,7 +478,7 @@ def build_router(settings: Settings) -> APIRouter:
         caches keep hitting), or serves the bytes itself for the local store, with
         Content-Type, ETag, Cache-Control and Range support."""
         keep = keep_of(request)
-        asset = await keep.get(str(asset_id), owner=owner)
+        asset = await keep.locate(str(asset_id), owner=owner)
         if isinstance(keep.store, LocalStore):
             return await send_object(
                 request,
@@ -530,8 +541,9 @@ def build_router(settings: Settings) -> APIRouter:
         moved = await keep.set_visibility(str(asset_id), body.public, owner=owner)
         ttl = keep.settings.signed_url_expires
         url = await keep.url(moved.id, owner=owner, expires_in=ttl)
+        variants = await variant_links(keep, [moved])
         return VisibilityResponse(
-            asset=AssetOut.of(moved, _base(request)),
+            asset=AssetOut.of(moved, _base(request), variants.get(moved.id)),
             url=url,
             expires_at=None if moved.public else keep.expires_at(ttl),
         )

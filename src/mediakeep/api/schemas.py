@@ -89,6 +89,12 @@ class Problem(BaseModel):
 # -- assets ----------------------------------------------------------------------------
 
 
+class VariantLink(BaseModel):
+    url: str = Field(description="Signed (private assets) or public URL of the variant.")
+    width: int | None
+    height: int | None
+
+
 class AssetOut(BaseModel):
     id: str
     owner: str
@@ -112,9 +118,21 @@ class AssetOut(BaseModel):
     content_url: str = Field(
         description="The permanent link: it never expires; save this one in your own data."
     )
+    media_info: dict[str, Any] | None = Field(
+        default=None,
+        description="What processing learnt: format, frames, mode, codecs, and `placeholder` "
+        "(a tiny data: URL to show while the image loads).",
+    )
+    version: int | None = Field(default=None, description="Its version in its slot, if any.")
+    variants: dict[str, VariantLink] = Field(
+        default_factory=dict,
+        description="Stored variants by preset name (`/variants` also lists failed ones).",
+    )
 
     @classmethod
-    def of(cls, a: AssetInfo, base_url: str) -> AssetOut:
+    def of(
+        cls, a: AssetInfo, base_url: str, variants: dict[str, VariantLink] | None = None
+    ) -> AssetOut:
         return cls(
             id=a.id,
             owner=a.owner,
@@ -136,6 +154,9 @@ class AssetOut(BaseModel):
             created_at=utc(a.created_at),
             updated_at=utc(a.updated_at),
             content_url=content_url(base_url, a.id),
+            media_info=a.media_info,
+            version=a.version,
+            variants=variants or {},
         )
 
 
@@ -227,6 +248,16 @@ class IngestRequest(_Strict):
     provider: Annotated[str, StringConstraints(max_length=128)] | None = None
     metadata: Metadata = Field(default_factory=dict)
     owner: Name | None = Field(default=None, description="Service role only: the owner to act for.")
+    run_async: bool = Field(
+        default=False,
+        alias="async",
+        description="Answer 202 at once with a durable job (recorded before the answer); "
+        "workers store the URLs. See /v1/jobs/{id} and its events.",
+    )
+    callback_url: Annotated[str, StringConstraints(min_length=1, max_length=2048)] | None = Field(
+        default=None,
+        description="With async: POSTed the job's final result, signed (see docs/JOBS.md).",
+    )
 
 
 class IngestItem(BaseModel):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import time
@@ -32,7 +33,8 @@ class BundleCache:
         staging = self.root / f".{bundle_id}.{uuid.uuid4().hex}"
         try:
             await download(archive)
-            safe_extract(archive, staging)
+            # Off the event loop: the service serves bundle files while it extracts.
+            await asyncio.to_thread(safe_extract, archive, staging)
             try:
                 # Atomic: readers see no directory or a complete one.
                 staging.rename(final)

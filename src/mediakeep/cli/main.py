@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
-from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -150,23 +149,6 @@ def remove(asset_id: str, as_json: JsonOpt = False) -> None:
         emit_json({"id": asset_id, "deleted": True})
     else:
         out.print(f"deleted {asset_id}")
-
-
-@app.command()
-def gc(
-    older_than: Annotated[int, typer.Option("--older-than", help="Seconds.")] = 3600,
-    orphans: Annotated[bool, typer.Option("--orphans", help="Also scan the buckets.")] = False,
-    as_json: JsonOpt = False,
-) -> None:
-    """Remove what interrupted writes and failed deletes left behind."""
-    report = with_keep(
-        lambda k: k.sweep(older_than=timedelta(seconds=older_than), orphans=orphans), as_json
-    )
-    if as_json:
-        emit_json(report.to_dict())
-    else:
-        for name, value in report.to_dict().items():
-            out.print(f"{name}: {value}")
 
 
 @db_app.command("upgrade")
@@ -326,9 +308,9 @@ def token(
 
 def _register_subcommands() -> None:
     # Each feature's commands live in their own module and add themselves here.
-    from . import bundles
+    from . import bundles, jobs, maintenance
 
-    for module in (bundles,):
+    for module in (bundles, maintenance, jobs):
         module.register(app)
 
 

@@ -17,6 +17,7 @@ from sqlalchemy import (
     Index,
     Integer,
     String,
+    Text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -193,3 +194,148 @@ class Bundle(Base):
     __table_args__ = (
         Index("uq_bundles_version", "owner", "collection", "name", "version", unique=True),
     )
+
+
+# -- durable jobs, generations (see docs/JOBS.md) --------------------------------------------
+
+# SQLite only autoincrements an INTEGER PRIMARY KEY; PostgreSQL gets a bigint identity.
+EventId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class Job(Base):
+    """Work accepted for later: recorded before the 202 answer, claimed by one worker at a
+    time under a lease (``lease_token`` until ``locked_until``)."""
+
+    __tablename__ = "jobs"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    owner: Mapped[str] = mapped_column(String(128))
+    kind: Mapped[str] = mapped_column(String(16))  # ingest | generation
+    # queued | running | completed | partial | failed
+    status: Mapped[str] = mapped_column(String(16))
+    options: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    max_attempts: Mapped[int] = mapped_column(Integer)
+    run_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    locked_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    lease_token: Mapped[str | None] = mapped_column(String(36))
+    worker: Mapped[str | None] = mapped_column(String(128))
+    last_error: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    idempotency_key: Mapped[str | None] = mapped_column(String(255))
+    request_hash: Mapped[str | None] = mapped_column(String(64))
+    callback_url: Mapped[str | None] = mapped_column(String(2048))
+    # pending | delivered | failed; NULL without a callback
+    callback_status: Mapped[str | None] = mapped_column(String(16))
+    callback_attempts: Mapped[int] = mapped_column(Integer, default=0)
+    callback_next_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    callback_last_error: Mapped[str | None] = mapped_column(String(500))
+    generation_id: Mapped[str | None] = mapped_column(String(36))
+    items_total: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), default=utcnow, onupdate=utcnow
+    )
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (
+        Index("ix_jobs_status_run_at", "status", "run_at"),
+        Index("ix_jobs_status_locked", "status", "locked_until"),
+        Index("ix_jobs_owner_created", "owner", "created_at"),
+        Index("uq_jobs_owner_idempotency", "owner", "idempotency_key", unique=True),
+        Index("ix_jobs_callback_due", "callback_status", "callback_next_at"),
+    )
+
+
+class JobItem(Base):
+    """One source of a job. ``asset_id`` is fixed when the job is accepted, so whichever
+    worker stores the item stores it under that id, and only once."""
+
+    __tablename__ = "job_items"
+
+    job_id: Mapped[str] = mapped_column(
+        String(36), ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True
+    )
+    position: Mapped[int] = mapped_column(Integer, primary_key=True)
+    # A URL or a data: URI (cleared to its label once stored).
+    source: Mapped[str] = mapped_column(Text)
+    label: Mapped[str] = mapped_column(String(512))
+    asset_id: Mapped[str] = mapped_column(String(36))
+    status: Mapped[str] = mapped_column(String(16))  # pending | stored | deduplicated | failed
+    error: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    size: Mapped[int | None] = mapped_column(BigInteger)
+    sha256: Mapped[str | None] = mapped_column(String(64))
+    content_type: Mapped[str | None] = mapped_column(String(127))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), default=utcnow, onupdate=utcnow
+    )
+
+
+class JobEvent(Base):
+    """A job's progress, kept in the database so any server can stream it (SSE)."""
+
+    __tablename__ = "job_events"
+
+    id: Mapped[int] = mapped_column(EventId, primary_key=True, autoincrement=True)
+    job_id: Mapped[str] = mapped_column(String(36), ForeignKey("jobs.id", ondelete="CASCADE"))
+    type: Mapped[str] = mapped_column(String(32))
+    data: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    __table_args__ = (Index("ix_job_events_job", "job_id", "id"),)
+
+
+class Generation(Base):
+    """The provider call that produced some media: its request, outcome and files."""
+
+    __tablename__ = "generations"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    owner: Mapped[str] = mapped_column(String(128))
+    collection: Mapped[str] = mapped_column(String(128))
+    provider: Mapped[str] = mapped_column(String(64))
+    endpoint: Mapped[str | None] = mapped_column(String(255))
+    request: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    # pending | processing | completed | partial | failed
+    status: Mapped[str] = mapped_column(String(16))
+    provider_request_id: Mapped[str | None] = mapped_column(String(255))
+    # Everything in the result that is not a media file: seed, timings, ...
+    result_metadata: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    provider_urls: Mapped[list[str]] = mapped_column(JSONType, default=list)
+    total_size: Mapped[int] = mapped_column(BigInteger, default=0)
+    is_media_processed: Mapped[bool] = mapped_column(Boolean, default=False)
+    error: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    job_id: Mapped[str | None] = mapped_column(String(36))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), default=utcnow, onupdate=utcnow
+    )
+    completed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (
+        Index("ix_generations_owner_created", "owner", "created_at"),
+        # A provider request becomes one generation, however often its webhook arrives.
+        Index("uq_generations_request", "provider", "provider_request_id", unique=True),
+    )
+
+
+class GenerationMedia(Base):
+    """One media file of a generation, in the provider's order."""
+
+    __tablename__ = "generation_media"
+
+    generation_id: Mapped[str] = mapped_column(
+        String(36), ForeignKey("generations.id", ondelete="CASCADE"), primary_key=True
+    )
+    position: Mapped[int] = mapped_column(Integer, primary_key=True)
+    path: Mapped[str] = mapped_column(String(512))  # where in the result, as a JSON pointer
+    provider_url: Mapped[str] = mapped_column(String(4096))  # data: URIs abbreviated
+    content_type: Mapped[str | None] = mapped_column(String(127))  # as the provider said
+    width: Mapped[int | None] = mapped_column(Integer)
+    height: Mapped[int | None] = mapped_column(Integer)
+    file_name: Mapped[str | None] = mapped_column(String(255))
+    asset_id: Mapped[str | None] = mapped_column(
+        String(36), ForeignKey("assets.id", ondelete="SET NULL")
+    )
+    status: Mapped[str] = mapped_column(String(16))  # pending | stored | failed | removed
+    error: Mapped[dict[str, Any] | None] = mapped_column(JSONType)

@@ -5,18 +5,19 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, delete, func, or_, select, update
+from sqlalchemy import and_, delete, func, insert, or_, select, update
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from ..errors import InvalidInput, NotFound, UploadExpired, UploadNotPending
+from ..media.render import rendition_source
 from ..models import AssetInfo, Page, StorageStats, UploadInfo, UsageBreakdown
 from . import slots
-from .models import Asset, StoredObject, Upload, Variant, utcnow
+from .models import Asset, StoredObject, Upload, Variant, new_id, utcnow
 
 
 @dataclass
@@ -25,6 +26,8 @@ class PendingWrite:
     object_id: str
     bucket: str
     key: str
+    # The asset row as inserted: finalizing needs no re-read of it.
+    row: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -33,6 +36,17 @@ class Finalized:
     deduplicated: bool
     discard_key: str | None  # our upload, made redundant by an existing identical object
     object_id: str = ""  # the object the asset now points at
+
+
+@dataclass(frozen=True)
+class Location:
+    asset_id: str
+    public: bool
+    bucket: str
+    key: str
+    content_type: str
+    sha256: str
+    size: int
 
 
 @dataclass
@@ -74,6 +88,38 @@ def _info(asset: Asset, obj: StoredObject) -> AssetInfo:
         metadata=asset.provider_metadata or {},
         created_at=asset.created_at,
         updated_at=asset.updated_at,
+    )
+
+
+_INSERT_OBJECT = insert(StoredObject)
+_INSERT_ASSET = insert(Asset)
+
+
+def _info_from(row: dict[str, Any], bucket: str, key: str) -> AssetInfo:
+    return AssetInfo(
+        object_id=row["object_id"],
+        media_info=row.get("media_info"),
+        version=row.get("version"),
+        id=row["id"],
+        owner=row["owner"],
+        collection=row["collection"],
+        slot=row["slot"],
+        visibility=row["visibility"],
+        status=row["status"],
+        bucket=bucket,
+        key=key,
+        size=row.get("size") or 0,
+        sha256=row.get("sha256") or "",
+        content_type=row["content_type"],
+        media_kind=row.get("media_kind") or "other",
+        width=row.get("width"),
+        height=row.get("height"),
+        duration=row.get("duration"),
+        source_url=row.get("source_url"),
+        provider=row.get("provider"),
+        metadata=row.get("provider_metadata") or {},
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
     )
 
 
@@ -121,32 +167,46 @@ class Repository:
         duration: float | None = None,
     ) -> PendingWrite:
         """Phase one: record the intent (pending rows naming the key) before any bytes move."""
-        obj = StoredObject(
-            owner=owner, bucket=bucket, key=key, content_type=content_type, status="pending"
-        )
+        # Core inserts with ids made here: two statements, no ORM unit of work (this runs
+        # once per stored file, so it is on the throughput path).
+        now = utcnow()
+        object_id = new_id()
+        row: dict[str, Any] = {
+            "id": asset_id,
+            "owner": owner,
+            "collection": collection,
+            "slot": slot,
+            "visibility": "public" if public else "private",
+            "status": "pending",
+            "object_id": object_id,
+            "content_type": content_type,
+            "media_kind": media_kind,
+            "width": width,
+            "height": height,
+            "duration": duration,
+            "source_url": source_url,
+            "provider": provider,
+            "provider_metadata": metadata,
+            "created_at": now,
+            "updated_at": now,
+        }
         async with self.sessions.begin() as s:
-            s.add(obj)
-            await s.flush()
-            s.add(
-                Asset(
-                    id=asset_id,
-                    owner=owner,
-                    collection=collection,
-                    slot=slot,
-                    visibility="public" if public else "private",
-                    status="pending",
-                    object_id=obj.id,
-                    content_type=content_type,
-                    media_kind=media_kind,
-                    width=width,
-                    height=height,
-                    duration=duration,
-                    source_url=source_url,
-                    provider=provider,
-                    provider_metadata=metadata,
-                )
+            # Parameters passed apart from the statement keep its compiled form cached.
+            await s.execute(
+                _INSERT_OBJECT,
+                {
+                    "id": object_id,
+                    "owner": owner,
+                    "bucket": bucket,
+                    "key": key,
+                    "content_type": content_type,
+                    "status": "pending",
+                    "created_at": now,
+                    "updated_at": now,
+                },
             )
-        return PendingWrite(asset_id=asset_id, object_id=obj.id, bucket=bucket, key=key)
+            await s.execute(_INSERT_ASSET, row)
+        return PendingWrite(asset_id=asset_id, object_id=object_id, bucket=bucket, key=key, row=row)
 
     async def finalize(
         self,
@@ -184,52 +244,74 @@ class Repository:
         width: int | None,
         height: int | None,
     ) -> Finalized:
+        row = dict(p.row)
+        now = utcnow()
+        values: dict[str, Any] = {
+            "sha256": sha256,
+            "size": size,
+            "status": "stored",
+            "updated_at": now,
+        }
+        if media_info is not None:
+            values["media_info"] = media_info
+        if width is not None:
+            values["width"], values["height"] = width, height
         async with self.sessions.begin() as s:
-            asset = await s.get(Asset, p.asset_id)
-            mine = await s.get(StoredObject, p.object_id)
-            if asset is None or mine is None:
-                raise NotFound("the pending write disappeared (swept?)")
             existing = (
                 await s.execute(
                     self._for_update(
-                        select(StoredObject).where(
-                            StoredObject.owner == mine.owner,
-                            StoredObject.bucket == mine.bucket,
+                        select(StoredObject.id, StoredObject.key).where(
+                            StoredObject.owner == row["owner"],
+                            StoredObject.bucket == p.bucket,
                             StoredObject.sha256 == sha256,
                             StoredObject.status == "stored",
                         )
                     )
                 )
-            ).scalar_one_or_none()
-            asset.sha256 = sha256
-            asset.size = size
-            asset.status = "stored"
-            asset.updated_at = utcnow()
-            if media_info is not None:
-                asset.media_info = media_info
-            if asset.slot is not None:
-                await slots.assign_version(s, asset)
-            if width is not None:
-                asset.width, asset.height = width, height
-            if existing is not None:
-                asset.object_id = existing.id
-                # Same bytes, same facts: take what was learnt (e.g. by a video probe).
-                twin = await s.scalar(
-                    select(Asset).where(Asset.object_id == existing.id, Asset.id != asset.id)
+            ).first()
+            if existing is None:
+                object_id, key, discard = p.object_id, p.key, None
+                done = await s.execute(
+                    update(StoredObject)
+                    .where(StoredObject.id == p.object_id, StoredObject.status == "pending")
+                    .values(sha256=sha256, size=size, status="stored", updated_at=now)
                 )
+            else:
+                object_id, key, discard = existing[0], existing[1], p.key
+                # Same bytes, same facts: take what was learnt (e.g. by a video probe).
+                twin = (
+                    await s.execute(
+                        select(Asset.media_info, Asset.width, Asset.height, Asset.duration)
+                        .where(Asset.object_id == object_id, Asset.status == "stored")
+                        .limit(1)
+                    )
+                ).first()
                 if twin is not None:
-                    asset.media_info = twin.media_info or asset.media_info
-                    asset.width = twin.width or asset.width
-                    asset.height = twin.height or asset.height
-                    asset.duration = twin.duration or asset.duration
-                mine.status = "deleting"
-                await s.flush()
-                return Finalized(_info(asset, existing), True, mine.key, existing.id)
-            mine.sha256 = sha256
-            mine.size = size
-            mine.status = "stored"
-            await s.flush()
-            return Finalized(_info(asset, mine), False, None, mine.id)
+                    for name, value in zip(
+                        ("media_info", "width", "height", "duration"), twin, strict=True
+                    ):
+                        if value:
+                            values[name] = value
+                done = await s.execute(
+                    update(StoredObject)
+                    .where(StoredObject.id == p.object_id, StoredObject.status == "pending")
+                    .values(status="deleting", updated_at=now)
+                )
+            if done.rowcount != 1:  # type: ignore[attr-defined]
+                raise NotFound("the pending write disappeared (swept?)")
+            if row["slot"] is not None:
+                values["version"] = await slots.next_version(
+                    s, row["owner"], row["collection"], row["slot"]
+                )
+            await s.execute(
+                update(Asset).where(Asset.id == p.asset_id).values(object_id=object_id, **values)
+            )
+            if row["slot"] is not None:
+                await slots.make_current(
+                    s, row["owner"], row["collection"], row["slot"], p.asset_id
+                )
+        row.update(values, object_id=object_id)
+        return Finalized(_info_from(row, p.bucket, key), discard is not None, discard, object_id)
 
     async def set_media_facts(
         self,
@@ -346,6 +428,50 @@ class Repository:
         async with self.sessions() as s:
             rows = (await s.execute(stmt)).all()
         return {a.id: _info(a, o) for a, o in rows}
+
+    async def locate(self, asset_id: str, owner: str | None) -> Location:
+        """Where an asset's bytes are: the lean lookup behind permanent links."""
+        stmt = (
+            select(
+                Asset.visibility,
+                StoredObject.bucket,
+                StoredObject.key,
+                Asset.content_type,
+                Asset.sha256,
+                Asset.size,
+            )
+            .join(StoredObject, Asset.object_id == StoredObject.id)
+            .where(Asset.id == asset_id, Asset.status == "stored")
+        )
+        if owner is not None:
+            stmt = stmt.where(Asset.owner == owner)
+        async with self.sessions() as s:
+            row = (await s.execute(stmt)).first()
+        if row is None:
+            raise NotFound("no such asset")
+        return Location(
+            asset_id, row[0] == "public", row[1], row[2], row[3] or "", row[4] or "", row[5] or 0
+        )
+
+    async def locate_many(
+        self, asset_ids: Sequence[str], owner: str | None
+    ) -> list[tuple[str, bool, str, str]]:
+        """(id, public, bucket, key) of stored assets: only what URL signing needs, without
+        building full records (10,000 ids in one call is the common batch)."""
+        out: list[tuple[str, bool, str, str]] = []
+        ids = list(asset_ids)
+        for i in range(0, len(ids), 5000):  # below every driver's bound-parameter limit
+            stmt = (
+                select(Asset.id, Asset.visibility, StoredObject.bucket, StoredObject.key)
+                .join(StoredObject, Asset.object_id == StoredObject.id)
+                .where(Asset.id.in_(ids[i : i + 5000]), Asset.status == "stored")
+            )
+            if owner is not None:
+                stmt = stmt.where(Asset.owner == owner)
+            async with self.sessions() as s:
+                rows = (await s.execute(stmt)).all()
+            out.extend((r[0], r[1] == "public", r[2], r[3]) for r in rows)
+        return out
 
     async def list_assets(
         self,
@@ -510,17 +636,21 @@ class Repository:
     async def known_keys(self, bucket: str, keys: Sequence[str]) -> set[str]:
         if not keys:
             return set()
+        # Cached renditions have no rows of their own: one is known while its original is.
+        renditions = {k: src for k in keys if (src := rendition_source(k)) is not None}
         async with self.sessions() as s:
             rows = await s.execute(
                 select(StoredObject.key).where(
-                    StoredObject.bucket == bucket, StoredObject.key.in_(list(keys))
+                    StoredObject.bucket == bucket,
+                    StoredObject.key.in_(list({*keys, *renditions.values()})),
                 )
             )
             found = set(rows.scalars())
             rows = await s.execute(
                 select(Variant.key).where(Variant.bucket == bucket, Variant.key.in_(list(keys)))
             )
-            return found | set(rows.scalars())
+            found |= {k for k, src in renditions.items() if src in found}
+            return (found & set(keys)) | set(rows.scalars())
 
     async def content_type_of(self, bucket: str, key: str) -> str | None:
         async with self.sessions() as s:

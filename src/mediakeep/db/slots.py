@@ -22,11 +22,10 @@ class SlotState:
     current_asset_id: str | None
 
 
-async def assign_version(s: AsyncSession, asset: Asset) -> None:
-    """Make ``asset`` the next version of its slot and the current one, in the caller's
-    transaction. The slot row is created if missing (no race: ON CONFLICT DO NOTHING) and
-    then locked, so concurrent writers number their versions one after another."""
-    assert asset.slot is not None
+async def next_version(s: AsyncSession, owner: str, collection: str, name: str) -> int:
+    """Reserve the slot's next version number in the caller's transaction. The slot row is
+    created if missing (no race: ON CONFLICT DO NOTHING) and then locked, so concurrent
+    writers number their versions one after another."""
     pg = s.get_bind().dialect.name == "postgresql"
     insert = pg_insert if pg else sqlite_insert
     now = utcnow()
@@ -34,26 +33,32 @@ async def assign_version(s: AsyncSession, asset: Asset) -> None:
         insert(Slot)
         .values(
             id=new_id(),
-            owner=asset.owner,
-            collection=asset.collection,
-            name=asset.slot,
+            owner=owner,
+            collection=collection,
+            name=name,
             latest_version=0,
             created_at=now,
             updated_at=now,
         )
         .on_conflict_do_nothing(index_elements=["owner", "collection", "name"])
     )
-    stmt = select(Slot).where(
-        Slot.owner == asset.owner, Slot.collection == asset.collection, Slot.name == asset.slot
-    )
+    where = (Slot.owner == owner, Slot.collection == collection, Slot.name == name)
+    lock = select(Slot.latest_version).where(*where)
     if pg:
-        stmt = stmt.with_for_update()
-    slot = (await s.execute(stmt)).scalar_one()
-    slot.latest_version += 1
-    slot.updated_at = now
-    asset.version = slot.latest_version
-    await s.flush()  # the asset row must carry its version before the slot points at it
-    slot.current_asset_id = asset.id
+        lock = lock.with_for_update()
+    latest = int((await s.execute(lock)).scalar_one()) + 1
+    await s.execute(update(Slot).where(*where).values(latest_version=latest, updated_at=now))
+    return latest
+
+
+async def make_current(
+    s: AsyncSession, owner: str, collection: str, name: str, asset_id: str
+) -> None:
+    await s.execute(
+        update(Slot)
+        .where(Slot.owner == owner, Slot.collection == collection, Slot.name == name)
+        .values(current_asset_id=asset_id, updated_at=utcnow())
+    )
 
 
 async def repoint_before_delete(s: AsyncSession, asset: Asset) -> None:
@@ -172,9 +177,10 @@ async def retention_victims(s: AsyncSession, keep_last: int) -> list[tuple[str, 
 __all__ = [
     "SlotState",
     "StoredObject",
-    "assign_version",
     "get_slot",
     "list_slots",
+    "make_current",
+    "next_version",
     "repoint_before_delete",
     "retention_victims",
     "set_current",

@@ -12,6 +12,7 @@ import io
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 
 from PIL import Image, ImageOps
 
@@ -100,7 +101,9 @@ def _needed_scale(presets: list[Preset], size: tuple[int, int]) -> tuple[int, in
     return max(1, int(w * need + 0.999)), max(1, int(h * need + 0.999))
 
 
-def analyse(path: Path, content_type: str, presets: list[Preset], placeholder: bool) -> ImageReport:
+def analyse(
+    path: Path | IO[bytes], content_type: str, presets: list[Preset], placeholder: bool
+) -> ImageReport:
     """Decode once, verify, and make every preset from that decode (largest first)."""
     try:
         with warnings.catch_warnings():
@@ -128,10 +131,16 @@ def analyse(path: Path, content_type: str, presets: list[Preset], placeholder: b
                 img.load()
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
         raise CorruptMedia(f"the image cannot be decoded: {exc}") from exc
+    if not (cheap and fmt == "PNG") and img.getexif().get(0x0112) in (5, 6, 7, 8):
+        # The size people see: viewers turn the image by the orientation tag we keep, and
+        # layouts (and render's size arithmetic) need that size, not the stored one.
+        size = (size[1], size[0])
     report = ImageReport(format=fmt, width=size[0], height=size[1], frames=frames, mode=mode)
     if not presets and not placeholder:
         return report
-    base = ImageOps.exif_transpose(img)
+    # In place: without an orientation to apply, a copy would cost a full-size image.
+    ImageOps.exif_transpose(img, in_place=True)
+    base: Image.Image = img
     if base.mode not in ("RGB", "RGBA", "L", "LA"):
         base = base.convert("RGBA" if "transparency" in base.info else "RGB")
     ordered = sorted(presets, key=lambda p: p.width * p.height, reverse=True)

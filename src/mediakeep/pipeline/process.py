@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import os
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any, TypeVar
 
 from ..media.image import ImageReport, Preset, analyse
 from ..media.strip import MetadataFilter, filter_for
@@ -17,6 +18,9 @@ from ..media.strip import MetadataFilter, filter_for
 DECODABLE = frozenset(
     {"image/png", "image/jpeg", "image/gif", "image/webp", "image/avif", "image/bmp", "image/tiff"}
 )
+
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -88,7 +92,7 @@ class MediaProcessor:
     def wants_av_probe(self, content_type: str) -> bool:
         return self.config.enabled and content_type.split("/")[0] in ("video", "audio")
 
-    async def analyse_image(self, path: Path, content_type: str) -> ImageReport:
+    async def analyse_image(self, path: Path | IO[bytes], content_type: str) -> ImageReport:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(
             self._pool,
@@ -98,6 +102,11 @@ class MediaProcessor:
             self.config.presets,
             self.config.placeholders,
         )
+
+    async def run(self, fn: Callable[..., T], *args: Any) -> T:
+        """Other CPU-bound media work (e.g. on-the-fly renditions) on the same bounded pool."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._pool, fn, *args)
 
     async def probe_av(self, location: str, content_type: str) -> Any:
         from ..media.avprobe import probe

@@ -11,7 +11,6 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import IO, Any
 
 from ..db.repo import Finalized, PendingWrite, Repository
@@ -28,7 +27,7 @@ from ..errors import (
 from ..media.probe import probe_header
 from ..media.strip import MetadataFilter
 from ..models import AssetInfo
-from ..stores.base import ObjectStore, cache_control
+from ..stores.base import ObjectInfo, ObjectStore, cache_control
 from .derived import Derived
 from .fetch import Fetcher
 from .keys import build_key, validate_name
@@ -38,6 +37,7 @@ from .sniff import check_complete, extension_for, media_kind, sniff
 log = logging.getLogger("mediakeep.pipeline")
 
 HEAD_BYTES = 64 * 1024
+SPOOL_IN_MEMORY = 8 * 1024 * 1024
 TAIL_BYTES = 1024
 ByteProgress = Callable[[int, int | None], None]
 
@@ -222,11 +222,11 @@ class StorePipeline:
                 problem = check_complete(content_type, meter.tail, meter.size)
                 if problem:
                     raise UnsupportedMediaType(problem, content_type=content_type)
-                await self._verify(bucket, key, out.size, info.size)
+                await self._verify(bucket, key, out.size, info)
                 image = None
                 if spool is not None:
-                    spool.flush()
-                    image = await self.media.analyse_image(Path(spool.name), content_type)
+                    spool.seek(0)
+                    image = await self.media.analyse_image(spool, content_type)
             finally:
                 if spool is not None:
                     spool.close()
@@ -262,9 +262,11 @@ class StorePipeline:
         finally:
             opened.close()
 
-    async def _verify(self, bucket: str, key: str, expected: int, reported: int) -> None:
-        if reported != expected:
-            raise IntegrityError(f"the store took {reported} bytes, we sent {expected}")
+    async def _verify(self, bucket: str, key: str, expected: int, info: ObjectInfo) -> None:
+        if info.size != expected:
+            raise IntegrityError(f"the store took {info.size} bytes, we sent {expected}")
+        if info.checksum_verified:
+            return  # the store's own checksum of the bytes matched ours: no HEAD needed
         head = await self.store.head(bucket, key)
         if head is None or head.size != expected:
             got = None if head is None else head.size
@@ -402,4 +404,6 @@ class _Digest:
 
 
 def _spool() -> IO[bytes]:
-    return tempfile.NamedTemporaryFile(prefix="mk-img-", suffix=".bin")
+    # Typical generated images stay in memory (no file system round trip); a huge one
+    # rolls over to a temporary file, so memory stays bounded.
+    return tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterable, AsyncIterator, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Protocol, runtime_checkable
 
 Body = bytes | AsyncIterable[bytes]
@@ -16,6 +17,10 @@ class ObjectInfo:
     size: int
     etag: str | None = None
     content_type: str | None = None
+    # When the store last wrote the object, where it says (gc spares young objects).
+    last_modified: datetime | None = None
+    # The store reported a checksum of what it holds and it matched the bytes sent.
+    checksum_verified: bool = False
 
 
 @dataclass(frozen=True)

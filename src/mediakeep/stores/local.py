@@ -12,6 +12,7 @@ import shutil
 import time
 import uuid
 from collections.abc import AsyncIterator, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 
 from ..errors import NotFound, ObjectExists, StoreError
@@ -112,7 +113,12 @@ class LocalStore:
             st = await asyncio.to_thread(os.stat, self.path_for(bucket, key))
         except (FileNotFoundError, NotFound):
             return None
-        return ObjectInfo(key=key, size=st.st_size, etag=f"{st.st_ino:x}-{st.st_size:x}")
+        return ObjectInfo(
+            key=key,
+            size=st.st_size,
+            etag=f"{st.st_ino:x}-{st.st_size:x}",
+            last_modified=datetime.fromtimestamp(st.st_mtime, UTC),
+        )
 
     async def delete(self, bucket: str, key: str) -> None:
         try:
@@ -124,15 +130,22 @@ class LocalStore:
 
     async def list_objects(self, bucket: str, prefix: str = "") -> AsyncIterator[ObjectInfo]:
         base = (self.root / bucket).resolve()
+        # Only the prefix's own folder can hold its keys: listing one object's renditions
+        # must not walk the whole bucket.
+        start = (base / prefix.rpartition("/")[0]).resolve()
+        if not start.is_relative_to(base):
+            start = base
 
         def walk() -> list[ObjectInfo]:
             out = []
-            for dirpath, _dirs, files in os.walk(base):
+            for dirpath, _dirs, files in os.walk(start):
                 for f in files:
                     p = Path(dirpath) / f
                     key = p.relative_to(base).as_posix()
                     if key.startswith(prefix):
-                        out.append(ObjectInfo(key=key, size=p.stat().st_size))
+                        st = p.stat()
+                        modified = datetime.fromtimestamp(st.st_mtime, UTC)
+                        out.append(ObjectInfo(key=key, size=st.st_size, last_modified=modified))
             return sorted(out, key=lambda o: o.key)
 
         for info in await asyncio.to_thread(walk):

@@ -17,6 +17,8 @@ import json
 import re
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
+from email.utils import parsedate_to_datetime
 from typing import Any, NoReturn
 from urllib.parse import quote, urlsplit, urlunsplit
 
@@ -85,7 +87,22 @@ def _info(key: str, headers: Mapping[str, str], size: int) -> ObjectInfo:
         size=size,
         etag=(headers.get("ETag") or "").strip('"') or None,
         content_type=headers.get("Content-Type"),
+        last_modified=_http_date(headers.get("Last-Modified")),
     )
+
+
+def _http_date(value: str | None) -> datetime | None:
+    try:
+        return parsedate_to_datetime(value) if value else None
+    except (TypeError, ValueError):
+        return None
+
+
+def _iso_date(value: object) -> datetime | None:
+    try:
+        return datetime.fromisoformat(str(value)) if value else None
+    except ValueError:
+        return None
 
 
 @dataclass(frozen=True)
@@ -465,6 +482,9 @@ class SupabaseStore:
                 size=int(meta.get("size") or meta.get("contentLength") or 0),
                 etag=(str(meta.get("eTag") or "").strip('"')) or None,
                 content_type=meta.get("mimetype"),
+                last_modified=_iso_date(
+                    entry.get("updated_at") or entry.get("created_at") or meta.get("lastModified")
+                ),
             )
 
     async def copy(

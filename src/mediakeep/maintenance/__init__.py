@@ -1,0 +1,1 @@
+"""Maintenance: migration, URL import, gc, verify, stats, doctor and scheduled clean-up."""
