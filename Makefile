@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 PYDIRS := $(wildcard src tests bench)
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
 
-.PHONY: run test lint typecheck test-fast test-faults test-load bench clean
+.PHONY: run test lint typecheck test-fast bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -23,16 +23,10 @@ lint: $(STAMP)
 	$(BIN)/mypy
 
 test: lint
-	$(BIN)/python -m pytest -q tests --ignore=tests/faults --ignore=tests/load
+	$(BIN)/python -m pytest -q tests
 
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -q -x tests --ignore=tests/faults --ignore=tests/load
-
-test-faults: $(STAMP)
-	$(BIN)/python -m pytest -q tests/faults
-
-test-load: $(STAMP)
-	$(BIN)/python -m pytest -q tests/load
+	$(BIN)/python -m pytest -q -x tests
 
 bench: $(STAMP)
 	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
