@@ -49,7 +49,6 @@ brings both servers back on the same ports, which is how tests fake an outage.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import hashlib
 import io
@@ -68,6 +67,7 @@ from aiohttp import web
 from PIL import Image, ImageDraw
 
 from .netutil import LOOPBACK
+from .threaded import LoopThread
 
 ImageFormat = Literal["png", "jpg", "webp"]
 PayloadKind = Literal["png", "mp4", "zero"]
@@ -234,8 +234,7 @@ class Provider:
         self._hits: Counter[str] = Counter()
         self._flaky: Counter[str] = Counter()
         self._lock = threading.Lock()
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
+        self._runs = LoopThread("mk-test-provider")
         self._runner: web.AppRunner | None = None
         self._raw_server: asyncio.Server | None = None
         self._raw_conns: dict[asyncio.Task[None], asyncio.StreamWriter] = {}
@@ -269,49 +268,11 @@ class Provider:
             self._flaky.clear()
 
     def start(self) -> Self:
-        if self._thread is not None:
-            return self
-        ready = threading.Event()
-        failure: list[BaseException] = []
-
-        def run() -> None:
-            loop = asyncio.new_event_loop()
-            self._loop = loop
-            asyncio.set_event_loop(loop)
-            try:
-                loop.run_until_complete(self._serve_start())
-            except BaseException as exc:
-                failure.append(exc)
-                ready.set()
-                loop.close()
-                return
-            ready.set()
-            try:
-                loop.run_forever()
-            finally:
-                # Image renders run in the default executor; join its threads.
-                loop.run_until_complete(loop.shutdown_default_executor())
-                loop.close()
-
-        self._thread = threading.Thread(target=run, name="mk-test-provider", daemon=True)
-        self._thread.start()
-        ready.wait(30)
-        if failure or not ready.is_set():
-            self._thread.join(5)
-            self._thread = None
-            raise RuntimeError("provider failed to start") from (failure[0] if failure else None)
+        self._runs.start(self._serve_start)
         return self
 
     def stop(self) -> None:
-        loop, thread = self._loop, self._thread
-        if loop is None or thread is None:
-            return
-        with contextlib.suppress(RuntimeError, TimeoutError):
-            asyncio.run_coroutine_threadsafe(self._serve_stop(), loop).result(15)
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(15)
-        self._thread = None
-        self._loop = None
+        self._runs.stop(self._serve_stop)
 
     def __enter__(self) -> Self:
         return self.start()
