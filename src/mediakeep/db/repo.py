@@ -383,10 +383,30 @@ class Repository:
                 )
         return out
 
+    async def still_pending(self, pending: PendingWrite) -> bool:
+        """Whether this write's own pending asset row is still there."""
+        async with self.sessions() as s:
+            found = await s.scalar(
+                select(Asset.id).where(
+                    Asset.id == pending.asset_id,
+                    Asset.object_id == pending.object_id,
+                    Asset.status == "pending",
+                )
+            )
+        return found is not None
+
     async def abandon(self, pending: PendingWrite) -> None:
-        """Undo phase one after a failed write (the caller removed the bytes)."""
+        """Undo phase one after a failed write (the caller removed the bytes). Only our own
+        pending row goes: with a reserved id (jobs), a later attempt may have cleaned ours
+        up and stored the same id meanwhile, and that row must survive a late rollback."""
         async with self.sessions.begin() as s:
-            await s.execute(delete(Asset).where(Asset.id == pending.asset_id))
+            await s.execute(
+                delete(Asset).where(
+                    Asset.id == pending.asset_id,
+                    Asset.object_id == pending.object_id,
+                    Asset.status == "pending",
+                )
+            )
             await s.execute(
                 delete(StoredObject).where(
                     StoredObject.id == pending.object_id, StoredObject.status != "stored"

@@ -282,6 +282,10 @@ class StorePipeline:
 
     async def _rollback(self, pending: PendingWrite, uploaded: bool) -> None:
         try:
+            if not await self.repo.still_pending(pending):
+                # A later attempt with the same reserved id (jobs) already cleaned this
+                # write up and may have stored the key again: nothing here is ours now.
+                return
             if uploaded:
                 await self.store.delete(pending.bucket, pending.key)
             await self.repo.abandon(pending)
