@@ -15,8 +15,6 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-import jwt
-
 from .errors import (
     InvalidApiKey,
     InvalidName,
@@ -81,6 +79,8 @@ def mint_token(
         claims["sub"] = validate_name(owner, "owner")
     if audience:
         claims["aud"] = audience
+    import jwt  # deferred: PyJWT pulls in cryptography (~0.1 s) that ingest never needs
+
     return jwt.encode(claims, secret, algorithm=ALGORITHM)
 
 
@@ -96,6 +96,8 @@ class TokenVerifier:
     def verify(self, token: str) -> Principal:
         if not self._secret:
             raise InvalidToken("bearer tokens are not accepted here: no JWT secret is configured")
+        import jwt
+
         try:
             # Only HS256: "none" and every other algorithm are refused before any check.
             claims = jwt.decode(

@@ -75,6 +75,10 @@ class Settings(BaseSettings):
     s3_create_buckets: bool = True
     # Create-only single-part writes (If-None-Match: *); turn off for stores without it.
     s3_conditional_put: bool = True
+    # How writes are checked end to end: "sha256" sends x-amz-checksum-sha256, which the
+    # store verifies (AWS, MinIO, SeaweedFS, R2); "md5" compares a single-part PUT's ETag
+    # with an MD5 of the body, for stores without flexible checksums.
+    s3_checksum: Literal["sha256", "md5"] = "sha256"
     # Supabase Storage's own REST API. The URL is the project URL (``/storage/v1`` is
     # appended) or a storage URL given directly (any URL with a path is used as is);
     # ``supabase_storage_path`` overrides the appended path ("" for a server at the root).

@@ -43,3 +43,12 @@ async def test_0005_matches_the_models_and_downgrades(keeps: Keeps) -> None:
         assert names >= TABLES
     finally:
         await engine.dispose()
+
+
+def test_the_start_up_shortcut_knows_the_newest_migration() -> None:
+    # `upgrade` skips Alembic when the database already records migrate.HEAD: a new
+    # migration that forgot to move HEAD would never be applied to existing databases.
+    from alembic.script import ScriptDirectory
+
+    heads = ScriptDirectory.from_config(migrate.alembic_config()).get_heads()
+    assert heads == [migrate.HEAD]

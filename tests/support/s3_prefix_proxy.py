@@ -78,6 +78,9 @@ class S3PrefixProxy:
         self.prefix = "/" + prefix.strip("/")
         self.forwarded = 0
         self.refused: list[str] = []
+        # Flip one byte of every PUT body on its way through: a faulty network path or
+        # middlebox that the store's end-to-end checksum has to catch.
+        self.corrupt_puts = False
         self._lock = Lock()
         self._server = ThreadedApp(self._app, "mk-test-s3-prefix-proxy")
 
@@ -168,6 +171,8 @@ class S3PrefixProxy:
             out_query = "&".join(f"{_enc(k)}={_enc(v)}" for k, v in again)
         # Unsigned requests pass as they are: SeaweedFS decides, as for a public bucket.
         body = await request.read()
+        if self.corrupt_puts and request.method == "PUT" and body:
+            body = bytes([body[0] ^ 0xFF]) + body[1:]
         target = f"{self.upstream}{inner_path}" + (f"?{out_query}" if out_query else "")
         async with (
             aiohttp.ClientSession(auto_decompress=False, skip_auto_headers=["Content-Type"]) as s,

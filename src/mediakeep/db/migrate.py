@@ -3,16 +3,25 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from alembic import command
-from alembic.config import Config
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+if TYPE_CHECKING:
+    from alembic.config import Config
+
 MIGRATIONS = Path(__file__).parent / "migrations"
+# The newest revision in migrations/versions (a test keeps the two in step). Every process
+# opens the database, and almost always it is already there: answering that with one query
+# instead of loading Alembic and its script directory saves ~0.2 s of start-up CPU.
+HEAD = "0005"
 
 
 def alembic_config(connection: Connection | None = None) -> Config:
+    from alembic.config import Config
+
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
     if connection is not None:
@@ -20,8 +29,24 @@ def alembic_config(connection: Connection | None = None) -> Config:
     return cfg
 
 
+async def _at_head(engine: AsyncEngine) -> bool:
+    async with engine.connect() as conn:
+        try:
+            rows = (await conn.exec_driver_sql("SELECT version_num FROM alembic_version")).all()
+        except sa_exc.DBAPIError:
+            return False  # a new database: no version table yet
+        finally:
+            await conn.rollback()
+    return [r[0] for r in rows] == [HEAD]
+
+
 async def upgrade(engine: AsyncEngine, revision: str = "head") -> None:
+    if revision in ("head", HEAD) and await _at_head(engine):
+        return
+
     def run(conn: Connection) -> None:
+        from alembic import command
+
         command.upgrade(alembic_config(conn), revision)
 
     async with engine.connect() as conn:

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, delete, func, insert, or_, select, update
+from sqlalchemy import and_, bindparam, delete, func, insert, or_, select, update
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
@@ -91,8 +91,60 @@ def _info(asset: Asset, obj: StoredObject) -> AssetInfo:
     )
 
 
+# (Update statements' parameters carry a b_ prefix: SQLAlchemy reserves column names.)
+# The write path's statements, built once: constructing them per call showed up as a
+# large share of the per-file CPU (SQLAlchemy coercions and cache keys).
 _INSERT_OBJECT = insert(StoredObject)
 _INSERT_ASSET = insert(Asset)
+_FIND_TWIN = select(StoredObject.id, StoredObject.key).where(
+    StoredObject.owner == bindparam("owner"),
+    StoredObject.bucket == bindparam("bucket"),
+    StoredObject.sha256 == bindparam("sha256"),
+    StoredObject.status == "stored",
+)
+# SQLite serialises writers with BEGIN IMMEDIATE; PostgreSQL needs row locks.
+_FIND_TWIN_LOCKED = _FIND_TWIN.with_for_update()
+_TWIN_FACTS = (
+    select(Asset.media_info, Asset.width, Asset.height, Asset.duration)
+    .where(Asset.object_id == bindparam("object_id"), Asset.status == "stored")
+    .limit(1)
+)
+_MARK_OBJECT_STORED = (
+    update(StoredObject)
+    .where(StoredObject.id == bindparam("b_id"), StoredObject.status == "pending")
+    .values(
+        sha256=bindparam("b_sha256"),
+        size=bindparam("b_size"),
+        status="stored",
+        updated_at=bindparam("b_now"),
+    )
+)
+_MARK_OBJECT_REDUNDANT = (
+    update(StoredObject)
+    .where(StoredObject.id == bindparam("b_id"), StoredObject.status == "pending")
+    .values(status="deleting", updated_at=bindparam("b_now"))
+)
+_FINISH_ASSET = (
+    update(Asset)
+    .where(Asset.id == bindparam("b_id"))
+    .values(
+        {
+            name: bindparam(f"b_{name}")
+            for name in (
+                "object_id",
+                "sha256",
+                "size",
+                "status",
+                "updated_at",
+                "media_info",
+                "width",
+                "height",
+                "duration",
+                "version",
+            )
+        }
+    )
+)
 
 
 def _info_from(row: dict[str, Any], bucket: str, key: str) -> AssetInfo:
@@ -190,9 +242,11 @@ class Repository:
             "created_at": now,
             "updated_at": now,
         }
-        async with self.sessions.begin() as s:
+        # A bare connection, not an ORM session: this runs once per stored file, and the
+        # session's bookkeeping cost more CPU than the two inserts themselves.
+        async with self.engine.begin() as c:
             # Parameters passed apart from the statement keep its compiled form cached.
-            await s.execute(
+            await c.execute(
                 _INSERT_OBJECT,
                 {
                     "id": object_id,
@@ -205,7 +259,7 @@ class Repository:
                     "updated_at": now,
                 },
             )
-            await s.execute(_INSERT_ASSET, row)
+            await c.execute(_INSERT_ASSET, row)
         return PendingWrite(asset_id=asset_id, object_id=object_id, bucket=bucket, key=key, row=row)
 
     async def finalize(
@@ -251,66 +305,51 @@ class Repository:
             "size": size,
             "status": "stored",
             "updated_at": now,
+            "media_info": media_info if media_info is not None else row.get("media_info"),
+            "width": width if width is not None else row["width"],
+            "height": height if width is not None else row["height"],
+            "duration": row["duration"],
+            "version": None,
         }
-        if media_info is not None:
-            values["media_info"] = media_info
-        if width is not None:
-            values["width"], values["height"] = width, height
-        async with self.sessions.begin() as s:
+        async with self.engine.begin() as c:
             existing = (
-                await s.execute(
-                    self._for_update(
-                        select(StoredObject.id, StoredObject.key).where(
-                            StoredObject.owner == row["owner"],
-                            StoredObject.bucket == p.bucket,
-                            StoredObject.sha256 == sha256,
-                            StoredObject.status == "stored",
-                        )
-                    )
+                await c.execute(
+                    _FIND_TWIN_LOCKED if self._lock_rows else _FIND_TWIN,
+                    {"owner": row["owner"], "bucket": p.bucket, "sha256": sha256},
                 )
             ).first()
             if existing is None:
                 object_id, key, discard = p.object_id, p.key, None
-                done = await s.execute(
-                    update(StoredObject)
-                    .where(StoredObject.id == p.object_id, StoredObject.status == "pending")
-                    .values(sha256=sha256, size=size, status="stored", updated_at=now)
+                done = await c.execute(
+                    _MARK_OBJECT_STORED,
+                    {"b_id": p.object_id, "b_sha256": sha256, "b_size": size, "b_now": now},
                 )
             else:
                 object_id, key, discard = existing[0], existing[1], p.key
                 # Same bytes, same facts: take what was learnt (e.g. by a video probe).
-                twin = (
-                    await s.execute(
-                        select(Asset.media_info, Asset.width, Asset.height, Asset.duration)
-                        .where(Asset.object_id == object_id, Asset.status == "stored")
-                        .limit(1)
-                    )
-                ).first()
+                twin = (await c.execute(_TWIN_FACTS, {"object_id": object_id})).first()
                 if twin is not None:
                     for name, value in zip(
                         ("media_info", "width", "height", "duration"), twin, strict=True
                     ):
                         if value:
                             values[name] = value
-                done = await s.execute(
-                    update(StoredObject)
-                    .where(StoredObject.id == p.object_id, StoredObject.status == "pending")
-                    .values(status="deleting", updated_at=now)
-                )
-            if done.rowcount != 1:  # type: ignore[attr-defined]
+                done = await c.execute(_MARK_OBJECT_REDUNDANT, {"b_id": p.object_id, "b_now": now})
+            if done.rowcount != 1:
                 raise NotFound("the pending write disappeared (swept?)")
             if row["slot"] is not None:
                 values["version"] = await slots.next_version(
-                    s, row["owner"], row["collection"], row["slot"]
+                    c, row["owner"], row["collection"], row["slot"]
                 )
-            await s.execute(
-                update(Asset).where(Asset.id == p.asset_id).values(object_id=object_id, **values)
+            values["object_id"] = object_id
+            await c.execute(
+                _FINISH_ASSET, {"b_id": p.asset_id, **{f"b_{k}": v for k, v in values.items()}}
             )
             if row["slot"] is not None:
                 await slots.make_current(
-                    s, row["owner"], row["collection"], row["slot"], p.asset_id
+                    c, row["owner"], row["collection"], row["slot"], p.asset_id
                 )
-        row.update(values, object_id=object_id)
+        row.update(values)
         return Finalized(_info_from(row, p.bucket, key), discard is not None, discard, object_id)
 
     async def set_media_facts(

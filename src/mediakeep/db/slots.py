@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from sqlalchemy import func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from ..errors import NotFound
 from .models import Asset, Slot, StoredObject, new_id, utcnow
@@ -22,11 +22,17 @@ class SlotState:
     current_asset_id: str | None
 
 
-async def next_version(s: AsyncSession, owner: str, collection: str, name: str) -> int:
+def _dialect(s: AsyncSession | AsyncConnection) -> str:
+    return (s.dialect if isinstance(s, AsyncConnection) else s.get_bind().dialect).name
+
+
+async def next_version(
+    s: AsyncSession | AsyncConnection, owner: str, collection: str, name: str
+) -> int:
     """Reserve the slot's next version number in the caller's transaction. The slot row is
     created if missing (no race: ON CONFLICT DO NOTHING) and then locked, so concurrent
     writers number their versions one after another."""
-    pg = s.get_bind().dialect.name == "postgresql"
+    pg = _dialect(s) == "postgresql"
     insert = pg_insert if pg else sqlite_insert
     now = utcnow()
     await s.execute(
@@ -52,7 +58,7 @@ async def next_version(s: AsyncSession, owner: str, collection: str, name: str) 
 
 
 async def make_current(
-    s: AsyncSession, owner: str, collection: str, name: str, asset_id: str
+    s: AsyncSession | AsyncConnection, owner: str, collection: str, name: str, asset_id: str
 ) -> None:
     await s.execute(
         update(Slot)

@@ -14,8 +14,6 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 
-import jwt
-
 from ..errors import InvalidInput, TicketExpired, TicketInvalid
 from ..pipeline.keys import validate_name
 
@@ -82,6 +80,8 @@ def mint(
         claims["col"] = collection
     if endpoint is not None:
         claims["ep"] = endpoint[:255]
+    import jwt  # deferred: PyJWT pulls in cryptography, which only webhooks need
+
     token = jwt.encode(claims, secret, algorithm="HS256")
     url = f"{base_url.rstrip('/')}/v1/webhooks/fal?ticket={quote(token, safe='')}"
     return IssuedTicket(
@@ -98,6 +98,8 @@ def verify(secret: str, ticket: str | None) -> Ticket:
         raise TicketInvalid("the webhook URL has no ticket")
     if len(ticket) > 4096:
         raise TicketInvalid("the ticket is not valid")
+    import jwt
+
     try:
         claims = jwt.decode(
             ticket,

@@ -75,4 +75,5 @@ def _s3(settings: Settings) -> S3Store:
         public_base_url=settings.public_base_url,
         create_buckets=settings.s3_create_buckets,
         conditional_put=settings.s3_conditional_put,
+        checksum=settings.s3_checksum,
     )
