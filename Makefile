@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 PYDIRS := $(wildcard src tests bench)
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
 
-.PHONY: run test lint typecheck test-fast bench clean
+.PHONY: run test lint typecheck test-fast test-load bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -22,11 +22,24 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check $(PYDIRS)
 	$(BIN)/mypy
 
-test: lint
-	$(BIN)/python -m pytest -q tests
+# Chromium for the console's browser tests (tests/console), from Debian: Playwright
+# drives it; its own browser download is never used.
+BROWSERS := $(VENV)/.browsers
+
+$(BROWSERS): | $(STAMP)
+	command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium chromium-driver)
+	touch $(BROWSERS)
+
+test: lint $(BROWSERS)
+	$(BIN)/python -m pytest -q tests --ignore=tests/faults --ignore=tests/load
+
+# 50 ingesting and 200 reading clients against a real `mediakeep serve` for
+# MEDIAKEEP_LOAD_DURATION seconds (60); writes reports/load-latest.json and .md.
+test-load: $(STAMP)
+	$(BIN)/python -m pytest -q tests/load
 
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -q -x tests
+	$(BIN)/python -m pytest -q -x tests --ignore=tests/faults --ignore=tests/load
 
 bench: $(STAMP)
 	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)

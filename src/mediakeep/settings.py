@@ -167,6 +167,9 @@ class Settings(BaseSettings):
     # API keys as ``owner:sha256hex`` entries: only the SHA-256 of each key is configured.
     # ``mediakeep token --api-key --owner NAME`` makes a key and prints its entry.
     api_keys: Annotated[tuple[str, ...], NoDecode] = Field(default=(), repr=False)
+    # The console's "mint a token" button (loopback clients only) works by default only on
+    # the embedded default's generated secret; this allows it with a configured secret too.
+    console_token_mint: bool = False
     # Ingest requests (ingest, uploads, presign) per owner per minute; 0 turns it off.
     ingest_rate_limit: int = 120
     # Largest JSON request body; uploads are bounded by max_file_size instead.

@@ -162,6 +162,7 @@ def test_openapi_documents_every_route_and_error(api_for: ApiFactory) -> None:
         ("GET", "/v1/assets/{asset_id}/content"),
         ("PUT", "/v1/assets/{asset_id}/visibility"),
         ("GET", "/v1/storage/stats"),
+        ("GET", "/v1/storage/history"),
         ("GET", "/v1/assets/{asset_id}/variants"),
         ("GET", "/v1/assets/{asset_id}/render"),
         ("POST", "/v1/assets/{asset_id}/render-url"),

@@ -24,6 +24,7 @@ from .limits import BodyLimitMiddleware
 from .observability import REQUEST_ID_HEADER, Metrics, RequestContextMiddleware
 from .problems import problem
 from .routes import build_router
+from .routes_console import build_console_router
 from .routes_jobs import build_jobs_router
 from .routes_media import build_media_router
 from .routes_versions import build_versions_router
@@ -76,6 +77,7 @@ def create_app(settings: Settings | None = None, keep: MediaKeep | None = None) 
     app.include_router(build_jobs_router(s))
     app.include_router(build_media_router(s))
     app.include_router(build_versions_router(s))
+    app.include_router(build_console_router(s))
 
     @app.get("/healthz", tags=["ops"], response_model=Status)
     async def healthz() -> Status:
