@@ -27,7 +27,9 @@ class UrlSigner:
     def verify(
         self, method: str, path: str, expires: str | None, sig: str | None, now: float | None = None
     ) -> None:
-        if not expires or not sig or not expires.isdigit():
+        # ASCII only: str.isdigit() admits digits int() refuses ("²"), and compare_digest
+        # raises TypeError on non-ASCII text; both come straight from the query string.
+        if not expires or not sig or not (expires + sig).isascii() or not expires.isdigit():
             raise InvalidSignature("the URL is not signed")
         expected = self._mac(method, path, int(expires))
         if not hmac.compare_digest(expected, sig):

@@ -4,11 +4,16 @@ content type, headers and body all as documented."""
 
 from __future__ import annotations
 
+import os
+import random
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import pytest
+import schemathesis
 
 from tests.api.conftest import API_BACKENDS, ApiFactory, new_owner
 from tests.conftest import Backend
@@ -85,3 +90,100 @@ def test_schemathesis_finds_no_errors(
     out = proc.stdout[-8000:] + proc.stderr[-2000:]
     assert proc.returncode == 0, out
     assert "No issues found" in proc.stdout or "passed" in proc.stdout, out
+
+
+# -- stateful: chains of calls along the schema's OpenAPI links ---------------------------
+
+
+@pytest.mark.timeout(180)
+def test_stateful_links_find_no_errors(api_for: ApiFactory) -> None:
+    """schemathesis chains calls along the links in /openapi.json (upload -> read, sign,
+    change visibility, delete; async ingest -> job; asset -> collection -> slots) and
+    checks every answer: no 5xx, and status and body as documented."""
+    from hypothesis import HealthCheck, Phase
+    from hypothesis import settings as hsettings
+    from hypothesis.stateful import run_state_machine_as_test
+    from schemathesis.checks import (
+        not_a_server_error,
+        response_schema_conformance,
+        status_code_conformance,
+    )
+
+    api = api_for(
+        API_BACKENDS[0],
+        allow_private_networks=False,
+        allowed_hosts=("127.0.0.1",),
+        ingest_rate_limit=0,
+    )
+    schema = schemathesis.openapi.from_url(f"{api.url}/openapi.json")
+    links = [
+        link
+        for path in schema.raw_schema["paths"].values()
+        for op in path.values()
+        for response in op.get("responses", {}).values()
+        for link in response.get("links", {})
+    ]
+    assert len(links) >= 15, links
+
+    @schema.hook
+    def map_body(context: Any, body: Any) -> Any:
+        # Random bytes are rightly refused as unknown media (415): give most uploads a
+        # real image so the chains that start from a stored asset get going.
+        op = context.operation
+        if op.method.upper() == "POST" and op.path == "/v1/uploads" and isinstance(body, dict):
+            return {**body, "file": png_bytes(random.randrange(1 << 30))}
+        return body
+
+    @schema.hook
+    def map_query(context: Any, query: Any) -> Any:
+        # "owner" is for the service role; from a user's token it is rightly a 403, which
+        # would end most chains before they start.
+        if isinstance(query, dict):
+            query.pop("owner", None)
+        return query
+
+    checks = [not_a_server_error, status_code_conformance, response_schema_conformance]
+    seen: Counter[tuple[str, int]] = Counter()
+
+    class Machine(schema.as_state_machine()):  # type: ignore[misc]
+        token = ""
+
+        def setup(self) -> None:
+            # A fresh owner per run: the same choices then meet the same (empty) world,
+            # which hypothesis needs to replay and shrink a failing sequence.
+            super().setup()
+            self.token = api.token(new_owner(), expires_in=3600)
+
+        def get_call_kwargs(self, case: Any) -> dict[str, Any]:
+            return {"headers": {"Authorization": f"Bearer {self.token}"}, "timeout": 30}
+
+        def after_call(self, response: Any, case: Any) -> None:
+            seen[(f"{case.method.upper()} {case.path}", response.status_code)] += 1
+
+        def validate_response(self, response: Any, case: Any, **kwargs: Any) -> None:
+            case.validate_response(response, checks=checks)
+
+    run_state_machine_as_test(
+        Machine,
+        settings=hsettings(
+            max_examples=int(os.environ.get("MEDIAKEEP_STATEFUL_EXAMPLES", "40")),
+            stateful_step_count=8,
+            deadline=None,
+            derandomize=True,
+            phases=[Phase.generate],
+            suppress_health_check=list(HealthCheck),
+        ),
+    )
+    # The chains really ran: an uploaded asset's id reached a later call that found it.
+    on_asset = [
+        (f"{method} /v1/assets/{{asset_id}}{tail}", status)
+        for method, tail, status in [
+            ("GET", "", 200),
+            ("GET", "/url", 200),
+            ("GET", "/content", 200),
+            ("GET", "/variants", 200),
+            ("PUT", "/visibility", 200),
+            ("DELETE", "", 204),
+        ]
+    ]
+    assert sum(seen[k] for k in on_asset) > 0, seen

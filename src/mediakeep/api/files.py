@@ -4,6 +4,7 @@ uploads for the local store (S3 clients upload to S3 itself)."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
 
 from fastapi import APIRouter, Request
@@ -18,6 +19,8 @@ from ..stores.local import FILES_ROUTE, LocalStore
 from .deps import keep_of
 from .problems import problem
 
+_RANGE_SPEC = re.compile(r"([0-9]*)-([0-9]*)")
+
 
 def parse_range(header: str | None, size: int) -> ByteRange | None:
     """One ``bytes=`` range (start-end, start-, or -suffix). None means the whole body."""
@@ -26,13 +29,15 @@ def parse_range(header: str | None, size: int) -> ByteRange | None:
     unit, _, spec = header.partition("=")
     if unit.strip().lower() != "bytes" or "," in spec:
         return None  # multipart ranges are optional (RFC 9110); serve the whole body
-    first, sep, last = spec.strip().partition("-")
-    if not sep:
+    # ASCII digits only: int() would also take "+1", "1_0" and other scripts' digits.
+    m = _RANGE_SPEC.fullmatch(spec.strip())
+    if m is None:
         raise InvalidInput("malformed Range header")
+    first, last = m.groups()
     try:
         if first == "":
             n = int(last)
-            if n <= 0:
+            if n <= 0 or size == 0:  # no suffix of an empty body exists
                 raise InvalidInput("unsatisfiable range")
             return ByteRange(max(0, size - n), size - 1)
         start = int(first)

@@ -87,7 +87,103 @@ def finish(app: FastAPI, settings: Settings) -> None:
             ingest["urls"]["maxItems"] = settings.max_ingest_urls
         for unused in ("HTTPValidationError", "ValidationError"):
             components.pop(unused, None)
+        add_links(schema)
         app.openapi_schema = schema
         return schema
 
     app.openapi = build  # type: ignore[method-assign]
+
+
+# OpenAPI links: how a response's ids feed the next call, for clients and for stateful
+# testing (schemathesis follows them to chain create -> read -> change -> delete).
+_ASSET = {"asset_id": "$response.body#/id"}
+_ON_ASSET = [
+    ("GET", "/v1/assets/{asset_id}"),
+    ("GET", "/v1/assets/{asset_id}/url"),
+    ("GET", "/v1/assets/{asset_id}/content"),
+    ("GET", "/v1/assets/{asset_id}/variants"),
+    ("PUT", "/v1/assets/{asset_id}/visibility"),
+    ("DELETE", "/v1/assets/{asset_id}"),
+]
+_LINKS: list[tuple[str, str, str, list[tuple[str, str]], dict[str, str]]] = [
+    ("POST", "/v1/uploads", "201", _ON_ASSET, _ASSET),
+    ("POST", "/v1/uploads/{asset_id}/complete", "201", _ON_ASSET, _ASSET),
+    (
+        "POST",
+        "/v1/uploads/presign",
+        "201",
+        [("POST", "/v1/uploads/{asset_id}/complete")],
+        {"asset_id": "$response.body#/asset_id"},
+    ),
+    ("POST", "/v1/ingest", "202", [("GET", "/v1/jobs/{job_id}")], {"job_id": "$response.body#/id"}),
+    ("POST", "/v1/ingest", "200", _ON_ASSET, {"asset_id": "$response.body#/results/0/id"}),
+    (
+        "GET",
+        "/v1/jobs/{job_id}",
+        "200",
+        [("GET", "/v1/assets/{asset_id}")],
+        {"asset_id": "$response.body#/items/0/asset_id"},
+    ),
+    (
+        "GET",
+        "/v1/assets/{asset_id}",
+        "200",
+        [("GET", "/v1/collections/{collection}/slots")],
+        {"collection": "$response.body#/collection"},
+    ),
+    (
+        "GET",
+        "/v1/collections",
+        "200",
+        [("GET", "/v1/collections/{collection}/slots")],
+        {"collection": "$response.body#/items/0/collection"},
+    ),
+    (
+        "GET",
+        "/v1/collections/{collection}/slots",
+        "200",
+        [
+            ("GET", "/v1/collections/{collection}/slots/{slot}"),
+            ("GET", "/v1/collections/{collection}/slots/{slot}/versions"),
+        ],
+        {"collection": "$response.body#/collection", "slot": "$response.body#/items/0/slot"},
+    ),
+    (
+        "POST",
+        "/v1/bundles",
+        "201",
+        [("GET", "/v1/bundles/{bundle_id}"), ("GET", "/v1/bundles/{bundle_id}/download")],
+        {"bundle_id": "$response.body#/id"},
+    ),
+    (
+        "POST",
+        "/v1/generations",
+        "201",
+        [("GET", "/v1/generations/{generation_id}")],
+        {"generation_id": "$response.body#/id"},
+    ),
+]
+
+
+def add_links(schema: dict[str, Any]) -> None:
+    paths = schema.get("paths", {})
+
+    def operation(method: str, path: str) -> dict[str, Any] | None:
+        op: dict[str, Any] | None = paths.get(path, {}).get(method.lower())
+        return op
+
+    for method, path, status, targets, parameters in _LINKS:
+        source = operation(method, path)
+        response = (source or {}).get("responses", {}).get(status)
+        if response is None:
+            continue
+        links = response.setdefault("links", {})
+        for t_method, t_path in targets:
+            target = operation(t_method, t_path)
+            if target is None or "operationId" not in target:
+                continue
+            wanted = {p["name"] for p in target.get("parameters", []) if p.get("in") == "path"}
+            links[target["operationId"]] = {
+                "operationId": target["operationId"],
+                "parameters": {k: v for k, v in parameters.items() if k in wanted},
+            }

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import io
 import os
 import tarfile
 import tempfile
+import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -85,10 +87,20 @@ def safe_extract(archive: Path, dest: Path) -> None:
     """Extract into ``dest``, refusing absolute paths, '..', links and device files. The
     whole archive is checked before anything is written."""
     dest = dest.resolve()
+    try:
+        _checked_extract(archive, dest)
+    except (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile) as exc:
+        # Truncated or corrupt: sizes the data does not back, broken compression.
+        raise UnsafeArchive(f"the archive is corrupt: {exc}") from exc
+
+
+def _checked_extract(archive: Path, dest: Path) -> None:
     with tarfile.open(archive, "r:*") as tar:
         members = tar.getmembers()
         if len(members) > MAX_ENTRIES:
             raise UnsafeArchive("the archive has too many entries")
+        files: set[PurePosixPath] = set()
+        dirs = {PurePosixPath(".")}  # the target itself
         for m in members:
             name = m.name
             if name.startswith("/") or PurePosixPath(name).is_absolute():
@@ -102,6 +114,15 @@ def safe_extract(archive: Path, dest: Path) -> None:
             target = (dest / name).resolve()
             if not target.is_relative_to(dest):
                 raise UnsafeArchive(f"path escapes the archive: {name!r}")
+            path = PurePosixPath(name)
+            if any(len(part.encode()) > 255 for part in path.parts):
+                raise UnsafeArchive(f"a name in the archive is too long: {name[:80]!r}")
+            (dirs if m.isdir() else files).add(path)
+            dirs.update(path.parents)
+        # A file where a directory has to be (or the other way round) cannot be written:
+        # refuse it up front rather than fail half-way through with an OSError.
+        if files & dirs:
+            raise UnsafeArchive(f"a file and a directory share a name: {sorted(files & dirs)[0]}")
         # The stdlib's data filter repeats these checks as it writes: defence in depth.
         tar.extractall(dest, members=members, filter="data")
 

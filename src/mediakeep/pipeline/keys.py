@@ -34,6 +34,9 @@ def check_template(template: str) -> str:
         raise ValueError("the key template must contain {asset_id}")
     if template.startswith("/"):
         raise ValueError("the key template must be relative")
+    if "\\" in template or not template.isprintable():
+        # A NUL ends a path on local disk; a backslash is a separator on some stores.
+        raise ValueError("the key template must be printable, without backslashes")
     return template
 
 
@@ -58,6 +61,7 @@ def build_key(
         kind=kind,
     )
     parts = key.split("/")
-    if any(p in ("", ".", "..") for p in parts) or len(key) > 1024:
+    unsafe = "\x00" in key or "\\" in key or any(p in ("", ".", "..") for p in parts)
+    if unsafe or len(key) > 1024:
         raise InvalidName("the key template produced an unsafe key", field="key")
     return key
