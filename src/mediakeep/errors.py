@@ -98,6 +98,29 @@ class StoreError(MediaKeepError):
     retryable = True
 
 
+class DatabaseUnavailable(MediaKeepError):
+    """The database did not answer in time (connection pool exhausted, server restarting):
+    nothing was changed, and the same request may be sent again."""
+
+    code = "database_unavailable"
+    status = 503
+    retryable = True
+
+
+def database_unavailable(exc: BaseException) -> DatabaseUnavailable | None:
+    """The typed error for a database failure that says "try again", else None."""
+    from sqlalchemy import exc as sa_exc
+
+    if isinstance(exc, sa_exc.TimeoutError):
+        return DatabaseUnavailable("the database is busy: no connection was free in time")
+    gone = sa_exc.OperationalError | sa_exc.InterfaceError
+    if isinstance(exc, sa_exc.DBAPIError) and (exc.connection_invalidated or isinstance(exc, gone)):
+        return DatabaseUnavailable("the database is unavailable")
+    if isinstance(exc, ConnectionError):
+        return DatabaseUnavailable("the database is unavailable")
+    return None
+
+
 class IntegrityError(StoreError):
     """The object in the store does not match what we wrote."""
 

@@ -30,6 +30,7 @@ from .errors import (
     UploadChecksumMismatch,
     UploadNotReceived,
     UploadSizeMismatch,
+    database_unavailable,
 )
 from .integrations.api import IntegrationsMixin
 from .maintenance.tick import Schedule, TickReport, tick
@@ -82,7 +83,12 @@ class MediaKeep(VersionsMixin, BundlesMixin, IntegrationsMixin):
         self.settings = settings or Settings()
         s = self.settings
         check_template(s.key_template)
-        self.engine = create_engine(s.resolved_database_url)
+        self.engine = create_engine(
+            s.resolved_database_url,
+            pool_size=s.db_pool_size,
+            max_overflow=s.db_pool_overflow,
+            pool_timeout=s.db_pool_timeout,
+        )
         self.repo = Repository(self.engine, session_factory(self.engine))
         self.store: ObjectStore = store or build_store(s)
         self.fetcher = Fetcher(
@@ -224,12 +230,15 @@ class MediaKeep(VersionsMixin, BundlesMixin, IntegrationsMixin):
                 except MediaKeepError as exc:
                     result = IngestResult(source=desc, status="failed", error=exc.to_dict())
                 except Exception as exc:  # a bug must not sink the batch, but must be seen
-                    log.exception("unexpected error storing %s", desc)
-                    result = IngestResult(
-                        source=desc,
-                        status="failed",
-                        error={"code": "internal_error", "message": type(exc).__name__},
+                    busy = database_unavailable(exc)
+                    if busy is None:
+                        log.exception("unexpected error storing %s", desc)
+                    error = (
+                        busy.to_dict()
+                        if busy is not None
+                        else {"code": "internal_error", "message": type(exc).__name__}
                     )
+                    result = IngestResult(source=desc, status="failed", error=error)
                 done += 1
                 report(i, desc, result.size or 0, result.size, result.status)
                 return result

@@ -51,6 +51,12 @@ class Settings(BaseSettings):
     data_dir: Path = DEFAULT_DATA_DIR
     database_url: str | None = None
     auto_migrate: bool = True
+    # PostgreSQL connections per process: pool_size kept open, up to db_pool_overflow more
+    # under bursts; a request that waits db_pool_timeout seconds for one gets a 503
+    # database_unavailable with Retry-After instead of queueing without end.
+    db_pool_size: int = 10
+    db_pool_overflow: int = 10
+    db_pool_timeout: float = 30.0
 
     store: Literal["local", "s3", "supabase", "hybrid"] = "local"
     local_root: Path | None = None

@@ -12,7 +12,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import BaseRoute, Match
 
 from .. import errors as _errors_module
-from ..errors import MediaKeepError, RateLimited, Unauthorized
+from ..errors import MediaKeepError, RateLimited, Unauthorized, database_unavailable
 from ..media import probe as _probe_module
 
 PROBLEM = "application/problem+json"
@@ -130,6 +130,11 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def _unexpected(_req: Request, exc: Exception) -> JSONResponse:
+        busy = database_unavailable(exc)
+        if busy is not None:
+            # Overload or a restarting database is not a bug: say so, and when to retry.
+            log.warning("request failed: %s", busy.message, extra={"code": busy.code})
+            return problem(503, busy.code, busy.message, headers={"Retry-After": "1"})
         log.error("unhandled error", exc_info=exc)
         return problem(500, "internal_error", "an unexpected error occurred")
 

@@ -21,6 +21,7 @@ from ..errors import (
     StoreError,
     UnsupportedOperation,
     UploadSizeMismatch,
+    database_unavailable,
 )
 from ..models import AssetInfo
 from ..pipeline.store import StoreRequest
@@ -83,6 +84,9 @@ def classify(exc: BaseException) -> tuple[bool, bool]:
 def _error(exc: BaseException) -> dict[str, Any]:
     if isinstance(exc, MediaKeepError):
         return exc.to_dict()
+    busy = database_unavailable(exc)
+    if busy is not None:
+        return busy.to_dict()
     return {"code": "internal_error", "message": type(exc).__name__}
 
 
