@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 PYDIRS := $(wildcard src tests bench)
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
 
-.PHONY: run test lint typecheck test-fast test-load bench clean
+.PHONY: run test lint typecheck test-fast test-load test-faults bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -37,6 +37,11 @@ test: lint $(BROWSERS)
 # MEDIAKEEP_LOAD_DURATION seconds (60); writes reports/load-latest.json and .md.
 test-load: $(STAMP)
 	$(BIN)/python -m pytest -q tests/load
+
+# Object store and database restarted, workers SIGKILLed, the local disk filled, while
+# jobs run (real SeaweedFS, PostgreSQL, tmpfs); writes reports/faults-latest.json and .md.
+test-faults: $(STAMP)
+	$(BIN)/python -m pytest -q tests/faults
 
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -x tests --ignore=tests/faults --ignore=tests/load

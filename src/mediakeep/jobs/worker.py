@@ -150,18 +150,21 @@ class JobWorker:
         failures = 0
         try:
             while not self._stopping.is_set():
+                # Everything that reads the database is inside the try: a database restart
+                # must cost the worker a backoff, never its life.
                 try:
                     busy = await self._step()
+                    if drain and not self._tasks and await self.repo.nothing_left():
+                        break
+                    wait = 0.0 if busy else await self._idle_wait()
                     failures = 0
                 except Exception:
                     failures += 1
                     log.warning("job worker step failed", exc_info=True)
                     await self._sleep(retry_delay(failures, self.poll_interval, 30.0))
                     continue
-                if drain and not self._tasks and await self.repo.nothing_left():
-                    break
                 if not busy:
-                    await self._sleep(await self._idle_wait())
+                    await self._sleep(wait)
         finally:
             await self._shutdown()
             await self.callbacks.close()
