@@ -16,7 +16,7 @@ from ..integrations.persist import MediaMatcher, PersistReport
 from ..jobs.worker import JobWorker, WorkerStats
 from ..keep import MediaKeep
 from ..settings import Settings
-from .common import JsonOpt, OwnerOpt, emit_json, err, fail, out, with_keep
+from .common import JsonOpt, OwnerOpt, emit_json, err, fail, out, run_async, with_keep
 
 jobs_app = typer.Typer(help="Durable ingest jobs.", no_args_is_help=True)
 
@@ -66,7 +66,7 @@ def worker(
             return await w.run(drain=drain, on_ready=ready)
 
     try:
-        stats = asyncio.run(run())
+        stats = run_async(run())
     except MediaKeepError as exc:
         fail(exc, as_json)
         return

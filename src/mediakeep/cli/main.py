@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sys
 from pathlib import Path
@@ -16,7 +15,7 @@ from ..errors import MediaKeepError
 from ..keep import MediaKeep
 from ..models import IngestResult, ItemProgress
 from ..settings import Settings
-from .common import JsonOpt, OwnerOpt, emit_json, err, fail, out, with_keep
+from .common import JsonOpt, OwnerOpt, emit_json, err, fail, out, run_async, with_keep
 
 app = typer.Typer(help="Keep AI-generated media for good.", no_args_is_help=True)
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
@@ -165,7 +164,7 @@ def db_upgrade(as_json: JsonOpt = False) -> None:
         finally:
             await engine.dispose()
 
-    revision = asyncio.run(run())
+    revision = run_async(run())
     if as_json:
         emit_json({"revision": revision})
     else:

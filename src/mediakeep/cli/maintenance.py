@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
 import sys
@@ -38,7 +37,7 @@ from ..maintenance.verify import VerifyReport, planned, verify
 from ..settings import Settings
 from ..stores.factory import build_store
 from ..stores.hybrid import HybridStore
-from .common import JsonOpt, emit_json, err, fail, out, with_keep
+from .common import JsonOpt, emit_json, err, fail, out, run_async, with_keep
 
 OptionalOwner = Annotated[
     str | None, typer.Option("--owner", "-o", help="Only this owner (tenant).")
@@ -72,7 +71,7 @@ def _progress(as_json: bool, *columns: Any) -> Progress:
 
 def _run(coro_fn: Callable[[], Coroutine[Any, Any, T]], as_json: bool) -> T:
     try:
-        return asyncio.run(coro_fn())
+        return run_async(coro_fn())
     except MediaKeepError as exc:
         fail(exc, as_json)
         raise AssertionError("unreachable") from exc
@@ -261,7 +260,7 @@ def doctor(as_json: JsonOpt = False) -> None:
         where = ".".join(str(p) for p in problem["loc"])
         fail(InvalidInput(f"setting {where.upper()}: {problem['msg']}"), as_json)
         return
-    checks = asyncio.run(run_doctor(settings))
+    checks = run_async(run_doctor(settings))
     if as_json:
         emit_json(
             {"ok": all(c.status != "fail" for c in checks), "checks": [c.to_dict() for c in checks]}

@@ -13,7 +13,6 @@ from email.utils import parsedate_to_datetime
 from typing import Literal
 
 import aiohttp
-from alembic.script import ScriptDirectory
 from yarl import URL
 
 from ..db import migrate
@@ -105,6 +104,8 @@ class Doctor:
                 return
 
             async def revision() -> None:
+                from alembic.script import ScriptDirectory  # ~0.2 s: only doctor needs it
+
                 heads = ScriptDirectory.from_config(migrate.alembic_config()).get_heads()
                 current = await migrate.current(engine)
                 if current in heads:
