@@ -15,7 +15,7 @@ import pytest
 from mediakeep.keep import MediaKeep
 from tests.api.conftest import ApiFactory, new_owner
 from tests.conftest import Backend, KeepFactory
-from tests.support.postgres import _run
+from tests.support.aio import run_sync
 from tests.support.provider import Provider
 
 
@@ -30,7 +30,7 @@ class TableLock:
         self.url = dsn(url)
         self.taken = threading.Event()
         self.release = threading.Event()
-        self.thread = threading.Thread(target=lambda: _run(self._hold()), daemon=True)
+        self.thread = threading.Thread(target=lambda: run_sync(self._hold()), daemon=True)
 
     async def _hold(self) -> None:
         conn = await asyncpg.connect(self.url)

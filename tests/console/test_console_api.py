@@ -3,7 +3,6 @@ files may reference, the loopback token mint and who may use it, and the storage
 
 from __future__ import annotations
 
-import asyncio
 import re
 import socket
 import threading
@@ -27,6 +26,7 @@ from tests.conftest import Backend
 from tests.console.conftest import Console, new_owner
 from tests.core.helpers import png_bytes
 from tests.media.test_pipeline_media import wav_bytes
+from tests.support.aio import run_sync
 from tests.support.netutil import free_port
 
 SQLITE_LOCAL = Backend("sqlite", "local")
@@ -318,7 +318,7 @@ def backdate(settings: Settings, asset_id: str, days: int) -> None:
 
     def run() -> None:
         try:
-            asyncio.run(_backdate(settings, asset_id, days))
+            run_sync(_backdate(settings, asset_id, days))
         except BaseException as exc:
             failure.append(exc)
 

@@ -31,6 +31,7 @@ from mediakeep.jobs.repo import item_asset_id
 from mediakeep.maintenance.gc import collect_garbage
 from mediakeep.maintenance.verify import planned, verify
 from tests.jobs.test_faults import CLI, WorkerProcess, env_for
+from tests.support.aio import run_sync
 from tests.support.postgres import PostgresError, PostgresServer, _unprivileged_owner
 from tests.support.provider import Provider, payload_sha256
 from tests.support.seaweed import SeaweedS3
@@ -400,7 +401,7 @@ class RestartablePostgres(PostgresServer):
             **run_as,
         )
         deadline = time.monotonic() + 60
-        while not asyncio.run(self._answers()):
+        while not run_sync(self._answers()):
             if self._proc.poll() is not None or time.monotonic() > deadline:
                 raise PostgresError("postgres did not come back after the restart")
             time.sleep(0.1)

@@ -4,7 +4,6 @@ a resolver would accept (decimal, octal, hex, shortened, IPv6-embedded, full-wid
 
 from __future__ import annotations
 
-import asyncio
 import ipaddress
 import socket
 
@@ -17,6 +16,7 @@ from mediakeep.errors import BlockedDestination, InvalidUrl
 from mediakeep.pipeline.fetch import Fetcher, FetchOptions
 from mediakeep.pipeline.netguard import NetworkPolicy, is_public_address, parse_ip_literal
 from tests.fuzz import fuzz
+from tests.support.aio import run_sync
 
 STRICT = NetworkPolicy.build(False, (), ())
 # Only "127.0.0.1" passes the host list and loopback is refused: nothing can be fetched,
@@ -178,4 +178,4 @@ def test_fetch_refuses_anything_it_cannot_fetch_with_a_typed_error(text: str) ->
             download.close()
 
     with pytest.raises((InvalidUrl, BlockedDestination)):
-        asyncio.run(attempt())
+        run_sync(attempt())
