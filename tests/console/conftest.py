@@ -90,7 +90,9 @@ def console(request: pytest.FixtureRequest) -> Iterator[Console]:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-@pytest.fixture(scope="session")
+# Module scope, not session: Playwright's sync API marks an event loop as running in this
+# thread while it is open, and pytest-asyncio cannot run any async test until it closes.
+@pytest.fixture(scope="module")
 def playwright() -> Iterator[Playwright]:
     if not Path(CHROMIUM).exists():
         pytest.fail(f"{CHROMIUM} is missing: `make test` installs Debian's chromium")
@@ -98,7 +100,7 @@ def playwright() -> Iterator[Playwright]:
         yield p
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser(playwright: Playwright) -> Iterator[Browser]:
     # Playwright gives every launch a fresh, throwaway user-data-dir.
     b = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
