@@ -2,7 +2,7 @@
 // visibility and delete.
 
 import { api, ApiError } from "./api.js";
-import { bytes, copyText, duration, h, toast, when } from "./dom.js";
+import { bytes, copyText, duration, h, toast, when, crumbs } from "./dom.js";
 import { describe, placeholder } from "./grid.js";
 
 /** The bytes themselves, from a fresh signed (or public) URL: image, video or audio. */
@@ -188,14 +188,7 @@ export async function renderAsset(ctx, id) {
     h(
       "div",
       { class: "page-head" },
-      h(
-        "nav",
-        { class: "crumbs", "aria-label": "Breadcrumb" },
-        h("a", { href: "#/", text: "Collections" }),
-        " / ",
-        h("a", { href: `#/collections/${encodeURIComponent(asset.collection)}`, text: asset.collection }),
-        " / ",
-      ),
+      crumbs(asset.collection),
       h("h1", { class: "asset-title", text: prompt ? String(prompt) : describe(asset) }),
     ),
     h(

@@ -43,6 +43,15 @@ export function svg(tag, attrs, ...children) {
   return el;
 }
 
+// The trail back from a page: Collections / collection / (the page's own title follows).
+export function crumbs(collection) {
+  const trail = [h("a", { href: "#/", text: "Collections" }), " / "];
+  if (collection !== undefined) {
+    trail.push(h("a", { href: `#/collections/${encodeURIComponent(collection)}`, text: collection }), " / ");
+  }
+  return h("nav", { class: "crumbs", "aria-label": "Breadcrumb" }, ...trail);
+}
+
 export function clear(el) {
   while (el.firstChild) el.firstChild.remove();
   return el;

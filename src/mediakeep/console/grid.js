@@ -3,7 +3,7 @@
 // the stored placeholder shown until then.
 
 import { api, query } from "./api.js";
-import { bytes, clear, count, duration, h, hashQuery, kindIcon, notice, when } from "./dom.js";
+import { bytes, clear, count, duration, h, hashQuery, kindIcon, notice, when, crumbs } from "./dom.js";
 
 const PAGE = 48;
 const KINDS = ["image", "video", "audio", "other"];
@@ -165,7 +165,7 @@ export async function renderGrid(ctx, collection) {
   const head = h(
     "div",
     { class: "page-head" },
-    h("nav", { class: "crumbs", "aria-label": "Breadcrumb" }, h("a", { href: "#/", text: "Collections" }), " / "),
+    crumbs(),
     h("h1", { text: collection || "All media" }),
   );
   const slotStrip = slots.length

@@ -2,7 +2,7 @@
 // make any other version current (roll back or forward).
 
 import { api, ApiError } from "./api.js";
-import { bytes, h, toast, when } from "./dom.js";
+import { bytes, h, toast, when, crumbs } from "./dom.js";
 import { lazyThumb } from "./grid.js";
 import { preview } from "./asset.js";
 
@@ -52,14 +52,7 @@ export async function renderSlot(ctx, collection, slot) {
     h(
       "div",
       { class: "page-head" },
-      h(
-        "nav",
-        { class: "crumbs", "aria-label": "Breadcrumb" },
-        h("a", { href: "#/", text: "Collections" }),
-        " / ",
-        h("a", { href: `#/collections/${encodeURIComponent(collection)}`, text: collection }),
-        " / ",
-      ),
+      crumbs(collection),
       h("h1", { text: slot }),
       h(
         "p",
