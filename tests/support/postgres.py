@@ -12,7 +12,6 @@ Every `create_database()` returns the SQLAlchemy URL
 
 from __future__ import annotations
 
-import asyncio
 import atexit
 import contextlib
 import importlib.util
@@ -25,37 +24,23 @@ import tempfile
 import time
 import uuid
 import weakref
-from collections.abc import Coroutine, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Any, Literal, Self, TypeVar
+from typing import IO, Any, Literal, Self
 
 import asyncpg  # type: ignore[import-untyped]
 from sqlalchemy.engine import make_url
 
+from .aio import run_sync
 from .netutil import LOOPBACK, free_port
 
 FORCE_EMBEDDED_ENV = "MEDIAKEEP_TEST_FORCE_EMBEDDED_PG"
 DB_PREFIX = "mk_test_"
 
-T = TypeVar("T")
-
 
 class PostgresError(RuntimeError):
     pass
-
-
-def _run(coro: Coroutine[Any, Any, T]) -> T:
-    """Run a coroutine to completion from sync code, even inside a running loop."""
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(coro)
-    # Sync fixtures can be called while pytest-asyncio's loop is running in
-    # this thread; a private loop in another thread sidesteps that.
-    with ThreadPoolExecutor(1) as pool:
-        return pool.submit(asyncio.run, coro).result()
 
 
 def embedded_bin_dir() -> Path:
@@ -143,7 +128,7 @@ class PostgresServer:
     def start(self) -> Self:
         if self.mode is not None:
             return self
-        if not self.force_embedded and _run(self._external_usable()):
+        if not self.force_embedded and run_sync(self._external_usable()):
             self.mode = "external"
         else:
             self._start_embedded()
@@ -217,10 +202,10 @@ class PostgresServer:
         self._created.discard(name)
 
     def create_database(self) -> str:
-        return _run(self.create_database_async())
+        return run_sync(self.create_database_async())
 
     def drop_database(self, url: str) -> None:
-        _run(self.drop_database_async(url))
+        run_sync(self.drop_database_async(url))
 
     @contextlib.contextmanager
     def database(self) -> Iterator[str]:
@@ -327,7 +312,7 @@ class PostgresServer:
                 tail = log_path.read_text(errors="replace")[-4000:]
                 self._stop_embedded()
                 raise PostgresError(f"embedded postgres exited during startup:\n{tail}")
-            if _run(self._external_usable()):
+            if run_sync(self._external_usable()):
                 return
             if time.monotonic() > deadline:
                 tail = log_path.read_text(errors="replace")[-4000:]
