@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import io
+import itertools
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from PIL import Image, PngImagePlugin
 
 from mediakeep.media.image import Preset, analyse
@@ -83,6 +86,47 @@ def test_png_text_and_exif_chunks_are_removed() -> None:
     img = Image.open(io.BytesIO(out))
     img.load()
     assert img.size == (320, 200)
+
+
+def png_chunks_kept(data: bytes) -> bytes:
+    """What the filter must produce: the signature and every chunk but the metadata ones."""
+    out, pos = bytearray(data[:8]), 8
+    while pos < len(data):
+        length = int.from_bytes(data[pos : pos + 4], "big")
+        end = pos + 12 + length
+        if data[pos + 4 : pos + 8] not in (b"tEXt", b"zTXt", b"iTXt", b"eXIf", b"tIME"):
+            out += data[pos:end]
+        pos = end
+    return bytes(out)
+
+
+@settings(max_examples=60, deadline=None)
+@given(cuts=st.lists(st.integers(min_value=1, max_value=40_000), max_size=12))
+def test_png_filter_output_does_not_depend_on_where_the_input_is_cut(cuts: list[int]) -> None:
+    info = PngImagePlugin.PngInfo()
+    info.add_text("Comment", "secret location")
+    buf = io.BytesIO()
+    picture((400, 300)).save(buf, "PNG", pnginfo=info, exif=gps_exif(), compress_level=0)
+    data = buf.getvalue()
+    flt = PngFilter()
+    out = bytearray()
+    for a, b in itertools.pairwise([0, *sorted(set(cuts)), len(data)]):
+        if a < b <= len(data):
+            out += flt.feed(data[a:b])
+    out += flt.close()
+    assert bytes(out) == png_chunks_kept(data)
+    assert flt.removed == len(data) - len(out)
+
+
+def test_png_filter_passes_image_data_through_without_copying() -> None:
+    buf = io.BytesIO()
+    picture((400, 300)).save(buf, "PNG", compress_level=0)
+    data = buf.getvalue()
+    flt = PngFilter()
+    flt.feed(data[:100])
+    # A piece that lies inside one kept chunk comes back as the same object.
+    middle = data[100:5000]
+    assert flt.feed(middle) is middle
 
 
 def test_webp_exif_is_removed() -> None:

@@ -153,45 +153,69 @@ class PngFilter:
         self.removed = 0
 
     def feed(self, chunk: bytes) -> bytes:
-        out = bytearray()
+        # Kept bytes are passed on as runs of the input, not copied chunk by chunk: image
+        # data is nearly all of a PNG, so most inputs come back as the very same object.
         view = memoryview(chunk)
-        while view:
+        n = len(chunk)
+        pos = 0
+        start = 0  # where the current run of kept input bytes began
+        pieces: list[bytes | memoryview] = []
+        while pos < n:
             if self._copy:
-                n = min(self._copy, len(view))
-                out += view[:n]
-                self._copy -= n
-                view = view[n:]
+                k = min(self._copy, n - pos)
+                self._copy -= k
+                pos += k
                 continue
             if self._skip:
-                n = min(self._skip, len(view))
-                self.removed += n
-                self._skip -= n
-                view = view[n:]
+                if start < pos:
+                    pieces.append(view[start:pos])
+                k = min(self._skip, n - pos)
+                self.removed += k
+                self._skip -= k
+                pos += k
+                start = pos
                 continue
-            need = 8
-            take = min(need - len(self._buf), len(view))
-            self._buf += view[:take]
-            view = view[take:]
-            if len(self._buf) < need:
-                break
-            head = bytes(self._buf)
-            self._buf = bytearray()
+            header_at = pos
+            if not self._buf and n - pos >= 8:
+                head = chunk[pos : pos + 8]
+                pos += 8
+                split = False
+            else:
+                # A header cut by the input's boundary waits in _buf for the rest.
+                if start < pos:
+                    pieces.append(view[start:pos])
+                take = min(8 - len(self._buf), n - pos)
+                self._buf += view[pos : pos + take]
+                pos += take
+                start = pos
+                if len(self._buf) < 8:
+                    break
+                head = bytes(self._buf)
+                self._buf = bytearray()
+                split = True
             if not self._sig:
                 if head != _PNG_SIG:
                     raise CorruptMedia("PNG signature is wrong")
                 self._sig = True
-                out += head
+                if split:
+                    pieces.append(head)
                 continue
-            (length,) = struct.unpack(">I", head[:4])
-            ctype = head[4:8]
-            total = length + 4  # data + CRC
-            if ctype in _PNG_DROP:
+            length = int.from_bytes(head[:4], "big")
+            if head[4:8] in _PNG_DROP:
+                if not split and start < header_at:
+                    pieces.append(view[start:header_at])
                 self.removed += 8
-                self._skip = total
+                self._skip = length + 4  # data + CRC
+                start = pos
             else:
-                out += head
-                self._copy = total
-        return bytes(out)
+                if split:
+                    pieces.append(head)
+                self._copy = length + 4
+        if start < pos:
+            if not pieces and start == 0 and pos == n:
+                return chunk
+            pieces.append(view[start:pos])
+        return b"".join(pieces)
 
     def close(self) -> bytes:
         if self._buf or self._copy or self._skip:

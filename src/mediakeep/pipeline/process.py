@@ -92,16 +92,22 @@ class MediaProcessor:
     def wants_av_probe(self, content_type: str) -> bool:
         return self.config.enabled and content_type.split("/")[0] in ("video", "audio")
 
-    async def analyse_image(self, path: Path | IO[bytes], content_type: str) -> ImageReport:
+    async def analyse_image(
+        self, source: Path | Callable[[], IO[bytes]], content_type: str
+    ) -> ImageReport:
+        """``source`` is a path, or what opens the bytes (called in the media thread)."""
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(
-            self._pool,
-            analyse,
-            path,
-            content_type,
-            self.config.presets,
-            self.config.placeholders,
-        )
+        presets, placeholders = self.config.presets, self.config.placeholders
+
+        def work() -> ImageReport:
+            return analyse(
+                source if isinstance(source, Path) else source(),
+                content_type,
+                presets,
+                placeholders,
+            )
+
+        return await loop.run_in_executor(self._pool, work)
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
         """Other CPU-bound media work (e.g. on-the-fly renditions) on the same bounded pool."""

@@ -6,12 +6,11 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-import tempfile
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from typing import IO, Any
+from typing import Any
 
 from ..db.repo import Finalized, PendingWrite, Repository
 from ..errors import (
@@ -33,6 +32,7 @@ from .fetch import Fetcher
 from .keys import build_key, validate_name
 from .process import MediaProcessor
 from .sniff import check_complete, extension_for, media_kind, sniff
+from .spool import Spool
 
 log = logging.getLogger("mediakeep.pipeline")
 
@@ -194,7 +194,7 @@ class StorePipeline:
             )
             meter = _Meter(head, opened.chunks, eof, cfg.max_file_size, declared, on_bytes)
             flt = self.media.metadata_filter(content_type, req.collection)
-            spool = _spool() if self.media.wants_image_check(content_type) else None
+            spool = Spool(SPOOL_IN_MEMORY) if self.media.wants_image_check(content_type) else None
             out = _Digest(meter.body(), flt, spool)
             try:
                 try:
@@ -225,8 +225,7 @@ class StorePipeline:
                 await self._verify(bucket, key, out.size, info)
                 image = None
                 if spool is not None:
-                    spool.seek(0)
-                    image = await self.media.analyse_image(spool, content_type)
+                    image = await self.media.analyse_image(spool.reader, content_type)
             finally:
                 if spool is not None:
                     spool.close()
@@ -375,7 +374,7 @@ class _Digest:
         self,
         source: AsyncIterator[bytes],
         flt: MetadataFilter | None,
-        spool: IO[bytes] | None,
+        spool: Spool | None,
     ) -> None:
         self._source = source
         self._filter = flt
@@ -388,7 +387,6 @@ class _Digest:
         self.sha256.update(data)
         self.size += len(data)
         if self._spool is not None:
-            # A page-cache write of one chunk; cheaper than a thread hop per chunk.
             self._spool.write(data)
         return data
 
@@ -405,9 +403,3 @@ class _Digest:
         except BaseException as exc:
             self.error = exc
             raise
-
-
-def _spool() -> IO[bytes]:
-    # Typical generated images stay in memory (no file system round trip); a huge one
-    # rolls over to a temporary file, so memory stays bounded.
-    return tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY)
