@@ -11,6 +11,7 @@ import uuid
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -123,6 +124,7 @@ class MediaKeep(VersionsMixin, BundlesMixin, IntegrationsMixin):
         )
         self._started = False
         self._locations: dict[tuple[str, str | None], tuple[float, Location]] = {}
+        self._locating: dict[tuple[str, str | None], asyncio.Future[Location]] = {}
 
     async def __aenter__(self) -> MediaKeep:
         await self.start()
@@ -145,6 +147,7 @@ class MediaKeep(VersionsMixin, BundlesMixin, IntegrationsMixin):
         await self.fetcher.close()
         self.media.close()
         await self.store.close()
+        await asyncio.to_thread(self.repo.writes.close)
         await self.engine.dispose()
         self._started = False
 
@@ -298,16 +301,33 @@ class MediaKeep(VersionsMixin, BundlesMixin, IntegrationsMixin):
             hit = self._locations.get(cache_key)
             if hit is not None and hit[0] > now:
                 return hit[1]
-        found = await self.repo.locate(asset_id, owner)
+        # One lookup per key at a time: when a hot link's entry expires, the requests
+        # that arrive together share one query instead of queueing a query each.
+        lookup = self._locating.get(cache_key)
+        if lookup is None:
+            lookup = asyncio.ensure_future(self.repo.locate(asset_id, owner))
+            self._locating[cache_key] = lookup
+            lookup.add_done_callback(partial(self._located, cache_key))
+        # Shielded: a caller that gives up must not cancel the others' lookup.
+        found = await asyncio.shield(lookup)
         if ttl > 0:
             if len(self._locations) >= 50_000:
                 self._locations.clear()
             self._locations[cache_key] = (now + ttl, found)
         return found
 
+    def _located(self, cache_key: tuple[str, str | None], lookup: asyncio.Future[Location]) -> None:
+        if self._locating.get(cache_key) is lookup:
+            del self._locating[cache_key]
+        if not lookup.cancelled():
+            lookup.exception()  # retrieved, even if every caller gave up waiting
+
     def _forget_location(self, asset_id: str) -> None:
         for cache_key in [k for k in self._locations if k[0] == asset_id]:
             del self._locations[cache_key]
+        # A lookup already under way may have read the old row: later callers start anew.
+        for cache_key in [k for k in self._locating if k[0] == asset_id]:
+            del self._locating[cache_key]
 
     def get_asset_stream(self, asset: AssetInfo) -> AsyncIterator[bytes]:
         """The stored bytes of an asset, streamed."""

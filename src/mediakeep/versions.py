@@ -61,7 +61,7 @@ class VersionsMixin:
 
     async def slots(self, *, owner: str, collection: str) -> builtins.list[SlotInfo]:
         """Every slot of a collection with its current asset."""
-        async with self.repo.sessions() as s:
+        async with self.repo.reads() as s:
             states = await slots.list_slots(s, owner, collection)
         current = await self.repo.get_many(
             [st.current_asset_id for st in states if st.current_asset_id], owner
@@ -79,7 +79,7 @@ class VersionsMixin:
 
     async def slot(self, *, owner: str, collection: str, slot: str) -> AssetInfo:
         """The current version of a slot."""
-        async with self.repo.sessions() as s:
+        async with self.repo.reads() as s:
             state = await slots.get_slot(s, owner, collection, slot)
         if state.current_asset_id is None:
             raise NotFound("the slot has no current version")
@@ -87,7 +87,7 @@ class VersionsMixin:
 
     async def versions(self, *, owner: str, collection: str, slot: str) -> builtins.list[AssetInfo]:
         """A slot's history, newest first."""
-        async with self.repo.sessions() as s:
+        async with self.repo.reads() as s:
             ids = list(
                 (
                     await s.execute(
@@ -116,7 +116,7 @@ class VersionsMixin:
         return await self.repo.get(asset_id, owner)
 
     async def collections(self, *, owner: str) -> builtins.list[CollectionInfo]:
-        async with self.repo.sessions() as s:
+        async with self.repo.reads() as s:
             rows = (
                 await s.execute(
                     select(
@@ -156,7 +156,7 @@ class VersionsMixin:
         """Delete slot versions older than the newest ``keep_last`` (never the current)."""
         if keep_last <= 0:
             return 0
-        async with self.repo.sessions() as s:
+        async with self.repo.reads() as s:
             victims = await slots.retention_victims(s, keep_last)
         for asset_id, owner in victims:
             try:

@@ -293,7 +293,7 @@ async def storage_history_of(
 ) -> StorageHistoryOut:
     end = today or datetime.now(UTC).date()
     start = end - timedelta(days=days - 1)
-    async with keep.repo.sessions() as s:
+    async with keep.repo.reads() as s:
         if s.get_bind().dialect.name == "postgresql":
             day: Any = func.to_char(func.timezone("UTC", Asset.created_at), "YYYY-MM-DD")
         else:

@@ -91,7 +91,7 @@ def build_versions_router(settings: Settings) -> APIRouter:
     links = WindowedLinks(settings.content_url_window)
 
     async def slot_out(keep: MediaKeep, owner: str, collection: str, slot: str) -> SlotOut:
-        async with keep.repo.sessions() as s:
+        async with keep.repo.reads() as s:
             state = await slot_rows.get_slot(s, owner, collection, slot)
         if state.current_asset_id is None:
             raise NotFound("the slot has no current version")
@@ -218,7 +218,7 @@ def build_versions_router(settings: Settings) -> APIRouter:
         """The slot's history, newest first."""
         keep = keep_of(request)
         history = await keep.versions(owner=owner, collection=collection, slot=slot)
-        async with keep.repo.sessions() as s:
+        async with keep.repo.reads() as s:
             state = await slot_rows.get_slot(s, owner, collection, slot)
         return SlotVersions(
             collection=collection,

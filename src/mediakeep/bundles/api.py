@@ -177,7 +177,7 @@ class BundlesMixin:
         stmt = select(Bundle).where(Bundle.owner == owner, Bundle.collection == collection)
         if name is not None:
             stmt = stmt.where(Bundle.name == name)
-        async with self.repo.sessions() as s:
+        async with self.repo.reads() as s:
             rows = await s.execute(
                 stmt.order_by(Bundle.name, Bundle.version.desc(), Bundle.created_at.desc())
             )
@@ -188,7 +188,7 @@ class BundlesMixin:
         stmt = select(Bundle).where(Bundle.id == bundle_id)
         if owner is not None:
             stmt = stmt.where(Bundle.owner == owner)
-        async with self.repo.sessions() as s:
+        async with self.repo.reads() as s:
             row = (await s.execute(stmt)).scalar_one_or_none()
         if row is None:
             raise NotFound("no such bundle")

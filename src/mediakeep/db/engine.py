@@ -6,9 +6,12 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import event
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlalchemy.ext.asyncio import AsyncSession as AsyncSession
+
+# Execution option that marks a connection's transactions as read-only (see tune_sqlite).
+READ_ONLY = "mediakeep_read_only"
 
 
 def is_sqlite(url: str) -> bool:
@@ -22,8 +25,14 @@ def create_engine(
         db = make_url(url).database
         if db and db != ":memory:":
             Path(db).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_async_engine(url, connect_args={"timeout": 30})
-        _tune_sqlite(engine)
+        engine = create_async_engine(
+            url,
+            connect_args={"timeout": 30},
+            pool_size=pool_size,
+            max_overflow=max_overflow,
+            pool_timeout=pool_timeout,
+        )
+        tune_sqlite(engine.sync_engine)
         return engine
     return create_async_engine(
         url,
@@ -34,9 +43,7 @@ def create_engine(
     )
 
 
-def _tune_sqlite(engine: AsyncEngine) -> None:
-    sync_engine = engine.sync_engine
-
+def tune_sqlite(sync_engine: Engine) -> None:
     @event.listens_for(sync_engine, "connect")
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:
         # Let SQLAlchemy, not the driver, decide when transactions begin (see _on_begin).
@@ -50,10 +57,22 @@ def _tune_sqlite(engine: AsyncEngine) -> None:
 
     @event.listens_for(sync_engine, "begin")
     def _on_begin(conn: Any) -> None:
-        # Take the write lock up front: a read transaction that later writes cannot be
-        # upgraded under contention and would fail with "database is locked".
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        if conn.get_execution_options().get(READ_ONLY):
+            # WAL readers see a snapshot and never wait for the write lock: permanent
+            # links and listings keep answering while ingests write.
+            conn.exec_driver_sql("BEGIN")
+        else:
+            # Take the write lock up front: a read transaction that later writes cannot be
+            # upgraded under contention and would fail with "database is locked".
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     return async_sessionmaker(engine, expire_on_commit=False)
+
+
+def read_session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    """Sessions that only read. On SQLite their transactions do not take the write lock
+    (every other transaction does, up front), so they must never write: a write would
+    fail under contention instead of waiting its turn."""
+    return async_sessionmaker(engine.execution_options(**{READ_ONLY: True}), expire_on_commit=False)

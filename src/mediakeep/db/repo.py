@@ -16,8 +16,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from ..errors import InvalidInput, NotFound, UploadExpired, UploadNotPending
 from ..media.render import rendition_source
 from ..models import AssetInfo, Page, StorageStats, UploadInfo, UsageBreakdown
-from . import slots
+from . import slots, writes
+from .engine import read_session_factory
 from .models import Asset, StoredObject, Upload, Variant, new_id, utcnow
+from .writes import WriteRunner
 
 
 @dataclass
@@ -193,6 +195,9 @@ class Repository:
     def __init__(self, engine: AsyncEngine, sessions: async_sessionmaker[AsyncSession]) -> None:
         self.engine = engine
         self.sessions = sessions
+        # For blocks that only read: on SQLite they run beside the writer instead of queueing.
+        self.reads = read_session_factory(engine)
+        self.writes = WriteRunner(engine)
         self._lock_rows = engine.dialect.name == "postgresql"
 
     def _for_update(self, stmt: Any) -> Any:
@@ -242,24 +247,20 @@ class Repository:
             "created_at": now,
             "updated_at": now,
         }
-        # A bare connection, not an ORM session: this runs once per stored file, and the
-        # session's bookkeeping cost more CPU than the two inserts themselves.
-        async with self.engine.begin() as c:
-            # Parameters passed apart from the statement keep its compiled form cached.
-            await c.execute(
-                _INSERT_OBJECT,
-                {
-                    "id": object_id,
-                    "owner": owner,
-                    "bucket": bucket,
-                    "key": key,
-                    "content_type": content_type,
-                    "status": "pending",
-                    "created_at": now,
-                    "updated_at": now,
-                },
-            )
-            await c.execute(_INSERT_ASSET, row)
+        await self.writes.run(
+            writes.insert_pending,
+            object_row={
+                "id": object_id,
+                "owner": owner,
+                "bucket": bucket,
+                "key": key,
+                "content_type": content_type,
+                "status": "pending",
+                "created_at": now,
+                "updated_at": now,
+            },
+            asset_row=row,
+        )
         return PendingWrite(asset_id=asset_id, object_id=object_id, bucket=bucket, key=key, row=row)
 
     async def finalize(
@@ -311,44 +312,16 @@ class Repository:
             "duration": row["duration"],
             "version": None,
         }
-        async with self.engine.begin() as c:
-            existing = (
-                await c.execute(
-                    _FIND_TWIN_LOCKED if self._lock_rows else _FIND_TWIN,
-                    {"owner": row["owner"], "bucket": p.bucket, "sha256": sha256},
-                )
-            ).first()
-            if existing is None:
-                object_id, key, discard = p.object_id, p.key, None
-                done = await c.execute(
-                    _MARK_OBJECT_STORED,
-                    {"b_id": p.object_id, "b_sha256": sha256, "b_size": size, "b_now": now},
-                )
-            else:
-                object_id, key, discard = existing[0], existing[1], p.key
-                # Same bytes, same facts: take what was learnt (e.g. by a video probe).
-                twin = (await c.execute(_TWIN_FACTS, {"object_id": object_id})).first()
-                if twin is not None:
-                    for name, value in zip(
-                        ("media_info", "width", "height", "duration"), twin, strict=True
-                    ):
-                        if value:
-                            values[name] = value
-                done = await c.execute(_MARK_OBJECT_REDUNDANT, {"b_id": p.object_id, "b_now": now})
-            if done.rowcount != 1:
-                raise NotFound("the pending write disappeared (swept?)")
-            if row["slot"] is not None:
-                values["version"] = await slots.next_version(
-                    c, row["owner"], row["collection"], row["slot"]
-                )
-            values["object_id"] = object_id
-            await c.execute(
-                _FINISH_ASSET, {"b_id": p.asset_id, **{f"b_{k}": v for k, v in values.items()}}
-            )
-            if row["slot"] is not None:
-                await slots.make_current(
-                    c, row["owner"], row["collection"], row["slot"], p.asset_id
-                )
+        object_id, key, discard = await self.writes.run(
+            writes.finalize,
+            asset_id=p.asset_id,
+            object_id=p.object_id,
+            key=p.key,
+            bucket=p.bucket,
+            row=row,
+            values=values,
+            lock_rows=self._lock_rows,
+        )
         row.update(values)
         return Finalized(_info_from(row, p.bucket, key), discard is not None, discard, object_id)
 
@@ -399,7 +372,7 @@ class Repository:
         if not object_ids:
             return {}
         out: dict[str, list[VariantRow]] = {}
-        async with self.sessions() as s:
+        async with self.reads() as s:
             rows = await s.execute(
                 select(Variant)
                 .where(Variant.object_id.in_(list(set(object_ids))))
@@ -424,7 +397,7 @@ class Repository:
 
     async def still_pending(self, pending: PendingWrite) -> bool:
         """Whether this write's own pending asset row is still there."""
-        async with self.sessions() as s:
+        async with self.reads() as s:
             found = await s.scalar(
                 select(Asset.id).where(
                     Asset.id == pending.asset_id,
@@ -468,7 +441,7 @@ class Repository:
         )
         if owner is not None:
             stmt = stmt.where(Asset.owner == owner)
-        async with self.sessions() as s:
+        async with self.reads() as s:
             row = (await s.execute(stmt)).first()
         if row is None:
             raise NotFound("no such asset")
@@ -484,7 +457,7 @@ class Repository:
         )
         if owner is not None:
             stmt = stmt.where(Asset.owner == owner)
-        async with self.sessions() as s:
+        async with self.reads() as s:
             rows = (await s.execute(stmt)).all()
         return {a.id: _info(a, o) for a, o in rows}
 
@@ -504,7 +477,7 @@ class Repository:
         )
         if owner is not None:
             stmt = stmt.where(Asset.owner == owner)
-        async with self.sessions() as s:
+        async with self.reads() as s:
             row = (await s.execute(stmt)).first()
         if row is None:
             raise NotFound("no such asset")
@@ -527,7 +500,7 @@ class Repository:
             )
             if owner is not None:
                 stmt = stmt.where(Asset.owner == owner)
-            async with self.sessions() as s:
+            async with self.reads() as s:
                 rows = (await s.execute(stmt)).all()
             out.extend((r[0], r[1] == "public", r[2], r[3]) for r in rows)
         return out
@@ -566,7 +539,7 @@ class Repository:
                 or_(Asset.created_at < ts, and_(Asset.created_at == ts, Asset.id < last_id))
             )
         stmt = stmt.order_by(Asset.created_at.desc(), Asset.id.desc()).limit(limit + 1)
-        async with self.sessions() as s:
+        async with self.reads() as s:
             rows = (await s.execute(stmt)).all()
         items = [_info(a, o) for a, o in rows[:limit]]
         next_cursor = None
@@ -667,7 +640,7 @@ class Repository:
         deleting, and stored objects no asset references."""
         cutoff = utcnow() - older_than
         unreferenced = ~select(Asset.id).where(Asset.object_id == StoredObject.id).exists()
-        async with self.sessions() as s:
+        async with self.reads() as s:
             rows = await s.execute(
                 select(StoredObject).where(
                     or_(
@@ -697,7 +670,7 @@ class Repository:
             return set()
         # Cached renditions have no rows of their own: one is known while its original is.
         renditions = {k: src for k in keys if (src := rendition_source(k)) is not None}
-        async with self.sessions() as s:
+        async with self.reads() as s:
             rows = await s.execute(
                 select(StoredObject.key).where(
                     StoredObject.bucket == bucket,
@@ -712,7 +685,7 @@ class Repository:
             return (found & set(keys)) | set(rows.scalars())
 
     async def content_type_of(self, bucket: str, key: str) -> str | None:
-        async with self.sessions() as s:
+        async with self.reads() as s:
             return await s.scalar(
                 select(StoredObject.content_type).where(
                     StoredObject.bucket == bucket, StoredObject.key == key
@@ -720,7 +693,7 @@ class Repository:
             )
 
     async def ping(self) -> None:
-        async with self.sessions() as s:
+        async with self.reads() as s:
             await s.execute(select(1))
 
     # -- presigned uploads ---------------------------------------------------------------
@@ -764,7 +737,7 @@ class Repository:
         stmt = select(Upload).where(Upload.id == upload_id)
         if owner is not None:
             stmt = stmt.where(Upload.owner == owner)
-        async with self.sessions() as s:
+        async with self.reads() as s:
             row = (await s.execute(stmt)).scalar_one_or_none()
         if row is None:
             raise NotFound("no such upload")
@@ -799,7 +772,7 @@ class Repository:
             )
 
     async def pending_upload_at(self, bucket: str, staging_key: str) -> UploadInfo | None:
-        async with self.sessions() as s:
+        async with self.reads() as s:
             row = (
                 await s.execute(
                     select(Upload).where(
@@ -812,7 +785,7 @@ class Repository:
         return None if row is None else _upload_info(row)
 
     async def uploads_expired_before(self, cutoff: datetime, limit: int = 1000) -> list[UploadInfo]:
-        async with self.sessions() as s:
+        async with self.reads() as s:
             rows = await s.execute(
                 select(Upload)
                 .where(Upload.expires_at < cutoff)
@@ -828,7 +801,7 @@ class Repository:
     async def known_staging_keys(self, bucket: str, keys: Sequence[str]) -> set[str]:
         if not keys:
             return set()
-        async with self.sessions() as s:
+        async with self.reads() as s:
             rows = await s.execute(
                 select(Upload.staging_key).where(
                     Upload.bucket == bucket, Upload.staging_key.in_(list(keys))
@@ -845,7 +818,7 @@ class Repository:
             .where(Asset.object_id == StoredObject.id, Asset.status == "stored")
             .exists()
         )
-        async with self.sessions() as s:
+        async with self.reads() as s:
             groups = (
                 await s.execute(
                     select(

@@ -5,12 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from sqlalchemy import func, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from ..errors import NotFound
-from .models import Asset, Slot, StoredObject, new_id, utcnow
+from .models import Asset, Slot, StoredObject, utcnow
 
 
 @dataclass
@@ -20,51 +18,6 @@ class SlotState:
     latest_version: int
     current_version: int | None
     current_asset_id: str | None
-
-
-def _dialect(s: AsyncSession | AsyncConnection) -> str:
-    return (s.dialect if isinstance(s, AsyncConnection) else s.get_bind().dialect).name
-
-
-async def next_version(
-    s: AsyncSession | AsyncConnection, owner: str, collection: str, name: str
-) -> int:
-    """Reserve the slot's next version number in the caller's transaction. The slot row is
-    created if missing (no race: ON CONFLICT DO NOTHING) and then locked, so concurrent
-    writers number their versions one after another."""
-    pg = _dialect(s) == "postgresql"
-    insert = pg_insert if pg else sqlite_insert
-    now = utcnow()
-    await s.execute(
-        insert(Slot)
-        .values(
-            id=new_id(),
-            owner=owner,
-            collection=collection,
-            name=name,
-            latest_version=0,
-            created_at=now,
-            updated_at=now,
-        )
-        .on_conflict_do_nothing(index_elements=["owner", "collection", "name"])
-    )
-    where = (Slot.owner == owner, Slot.collection == collection, Slot.name == name)
-    lock = select(Slot.latest_version).where(*where)
-    if pg:
-        lock = lock.with_for_update()
-    latest = int((await s.execute(lock)).scalar_one()) + 1
-    await s.execute(update(Slot).where(*where).values(latest_version=latest, updated_at=now))
-    return latest
-
-
-async def make_current(
-    s: AsyncSession | AsyncConnection, owner: str, collection: str, name: str, asset_id: str
-) -> None:
-    await s.execute(
-        update(Slot)
-        .where(Slot.owner == owner, Slot.collection == collection, Slot.name == name)
-        .values(current_asset_id=asset_id, updated_at=utcnow())
-    )
 
 
 async def repoint_before_delete(s: AsyncSession, asset: Asset) -> None:
@@ -185,8 +138,6 @@ __all__ = [
     "StoredObject",
     "get_slot",
     "list_slots",
-    "make_current",
-    "next_version",
     "repoint_before_delete",
     "retention_victims",
     "set_current",

@@ -281,7 +281,7 @@ class IntegrationsMixin(JobsMixin):
         validate_name(owner, "owner")
         col = self.settings.default_collection if collection is None else collection
         validate_name(col, "collection")
-        async with self.repo.sessions() as s:
+        async with self.repo.reads() as s:
             existing = await gens.by_request(s, provider, request_id)
         if existing is not None:
             if existing.owner != owner:
@@ -320,7 +320,7 @@ class IntegrationsMixin(JobsMixin):
     async def get_generation(
         self, generation_id: str, *, owner: str | None = None
     ) -> GenerationInfo:
-        async with self.repo.sessions() as s:
+        async with self.repo.reads() as s:
             found = await gens.load(s, generation_id, owner)
         if found is None:
             raise NotFound("no such generation")
@@ -329,7 +329,7 @@ class IntegrationsMixin(JobsMixin):
     async def list_generations(
         self, *, owner: str, limit: int = 50
     ) -> builtins.list[GenerationInfo]:
-        async with self.repo.sessions() as s:
+        async with self.repo.reads() as s:
             ids = list(
                 (
                     await s.execute(
@@ -565,7 +565,7 @@ class IntegrationsMixin(JobsMixin):
         return _receipt(gen.id, job.id if job else None, gen.status, replayed=False)
 
     async def _generation_for_request(self, provider: str, request_id: str) -> Generation | None:
-        async with self.repo.sessions() as s:
+        async with self.repo.reads() as s:
             return await gens.by_request(s, provider, request_id)
 
     async def _failed_generation(

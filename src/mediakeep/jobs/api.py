@@ -64,7 +64,9 @@ class JobsMixin:
     def job_repo(self) -> JobRepository:
         found: JobRepository | None = getattr(self, "_job_repo", None)
         if found is None:
-            found = JobRepository(self.repo.sessions, self.repo.engine.dialect.name)
+            found = JobRepository(
+                self.repo.sessions, self.repo.engine.dialect.name, self.repo.reads
+            )
             self._job_repo = found
         return found
 

@@ -116,8 +116,14 @@ def _info(job: Job, items: Sequence[JobItem], replayed: bool = False) -> JobInfo
 
 
 class JobRepository:
-    def __init__(self, sessions: async_sessionmaker[AsyncSession], dialect: str) -> None:
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        dialect: str,
+        reads: async_sessionmaker[AsyncSession] | None = None,
+    ) -> None:
         self.sessions = sessions
+        self.reads = reads or sessions
         self._lock_rows = dialect == "postgresql"
 
     def for_update(self, stmt: Any, *, skip_locked: bool = False) -> Any:
@@ -284,7 +290,7 @@ class JobRepository:
         stmt = select(Job).where(Job.id == job_id)
         if owner is not None:
             stmt = stmt.where(Job.owner == owner)
-        async with self.sessions() as s:
+        async with self.reads() as s:
             job = (await s.execute(stmt)).scalar_one_or_none()
             if job is None:
                 raise NotFound("no such job")
@@ -297,7 +303,7 @@ class JobRepository:
         if status is not None:
             stmt = stmt.where(Job.status == status)
         stmt = stmt.order_by(Job.created_at.desc(), Job.id.desc()).limit(limit)
-        async with self.sessions() as s:
+        async with self.reads() as s:
             jobs = list((await s.execute(stmt)).scalars())
             if not jobs:
                 return []
@@ -312,7 +318,7 @@ class JobRepository:
             return [_info(j, by_job.get(j.id, [])) for j in jobs]
 
     async def events(self, job_id: str, *, after: int = 0, limit: int = 500) -> list[JobEventInfo]:
-        async with self.sessions() as s:
+        async with self.reads() as s:
             rows = await s.execute(
                 select(JobEvent)
                 .where(JobEvent.job_id == job_id, JobEvent.id > after)
@@ -336,7 +342,7 @@ class JobRepository:
 
     async def nothing_left(self) -> bool:
         """No job waiting or running, and no callback still to deliver."""
-        async with self.sessions() as s:
+        async with self.reads() as s:
             found = await s.scalar(
                 select(Job.id)
                 .where(
@@ -351,7 +357,7 @@ class JobRepository:
 
     async def next_due(self) -> datetime | None:
         """When the earliest waiting job or callback becomes due (None: nothing waits)."""
-        async with self.sessions() as s:
+        async with self.reads() as s:
             job = await s.scalar(
                 select(Job.run_at).where(Job.status == "queued").order_by(Job.run_at).limit(1)
             )
@@ -605,7 +611,7 @@ class JobRepository:
     # -- what earlier attempts left behind ------------------------------------------------
 
     async def asset_state(self, asset_id: str) -> AssetState | None:
-        async with self.sessions() as s:
+        async with self.reads() as s:
             row = (
                 await s.execute(
                     select(

@@ -108,7 +108,7 @@ async def collect_garbage(
 
 async def _records(keep: MediaKeep, cutoff: datetime, report: GcReport) -> None:
     unreferenced = ~select(Asset.id).where(Asset.object_id == StoredObject.id).exists()
-    async with keep.repo.sessions() as s:
+    async with keep.repo.reads() as s:
         rows = list(
             (
                 await s.execute(
@@ -186,7 +186,7 @@ async def _retention(keep: MediaKeep, cutoff: datetime, report: GcReport) -> Non
     keep_last = keep.settings.slot_keep_versions
     if keep_last <= 0:
         return
-    async with keep.repo.sessions() as s:
+    async with keep.repo.reads() as s:
         victims = dict(await slots.retention_victims(s, keep_last))
         old = (
             await s.execute(
@@ -209,7 +209,7 @@ async def _retention(keep: MediaKeep, cutoff: datetime, report: GcReport) -> Non
 
 
 async def _failed_generations(keep: MediaKeep, cutoff: datetime, report: GcReport) -> None:
-    async with keep.repo.sessions() as s:
+    async with keep.repo.reads() as s:
         rows = (
             await s.execute(
                 select(Generation.id, Generation.owner, func.count(), func.sum(Asset.size))
@@ -282,7 +282,7 @@ async def _drop_orphans(
 async def _mark_missing(
     keep: MediaKeep, bucket: str, present: dict[str, int], before: datetime, report: GcReport
 ) -> None:
-    async with keep.repo.sessions() as s:
+    async with keep.repo.reads() as s:
         stored = (
             await s.execute(
                 select(StoredObject.id, StoredObject.key).where(

@@ -159,7 +159,7 @@ async def already_imported(keep: MediaKeep, rows: list[ImportRow]) -> dict[tuple
     pairs = sorted({(r.owner, r.url) for r in rows})
     for i in range(0, len(pairs), 500):
         chunk = pairs[i : i + 500]
-        async with keep.repo.sessions() as s:
+        async with keep.repo.reads() as s:
             result = await s.execute(
                 select(Asset.owner, Asset.source_url, Asset.id).where(
                     Asset.owner.in_({o for o, _ in chunk}),

@@ -151,7 +151,7 @@ class Migration:
 
     async def totals(self) -> tuple[int, int]:
         """How many objects and bytes (originals) the run covers."""
-        async with self.keep.repo.sessions() as s:
+        async with self.keep.repo.reads() as s:
             n, size = (
                 await s.execute(
                     self._filter(
@@ -164,7 +164,7 @@ class Migration:
     async def _objects(self) -> AsyncIterator[_Object]:
         last = ""
         while True:
-            async with self.keep.repo.sessions() as s:
+            async with self.keep.repo.reads() as s:
                 rows = (
                     await s.execute(
                         self._filter(

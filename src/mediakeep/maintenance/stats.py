@@ -78,7 +78,7 @@ async def collect_stats(keep: MediaKeep, *, owner: str | None = None) -> Stats:
         assets = assets.where(Asset.owner == owner)
         objects = objects.where(StoredObject.owner == owner)
         variants = variants.where(StoredObject.owner == owner)
-    async with keep.repo.sessions() as s:
+    async with keep.repo.reads() as s:
         asset_rows = (
             await s.execute(assets.group_by(Asset.owner, Asset.media_kind, Asset.collection))
         ).all()

@@ -65,7 +65,7 @@ async def planned(keep: MediaKeep, *, owner: str | None, sample: int | None) -> 
     if owner is not None:
         stmt = stmt.where(StoredObject.owner == owner)
     stmt = stmt.order_by(func.random()).limit(sample) if sample else stmt.order_by(StoredObject.id)
-    async with keep.repo.sessions() as s:
+    async with keep.repo.reads() as s:
         rows = (await s.execute(stmt)).all()
         ids = [r[0] for r in rows]
         variants: list[Any] = []

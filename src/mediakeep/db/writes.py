@@ -1,0 +1,214 @@
+"""The two write transactions every stored file makes (record the intent, then finalize),
+and where they run.
+
+They are written once, as plain synchronous functions of a Connection, because that lets
+each backend run a whole transaction the cheapest way it has:
+
+- SQLite: in one writer thread on the stdlib driver. Through aiosqlite every statement,
+  BEGIN and COMMIT was a round trip between the event loop and the driver's thread (about
+  ten per file), and concurrent writers took turns through SQLite's busy-wait. Here a
+  transaction is one hand-off, and writers queue in order.
+- PostgreSQL: on the async driver through ``AsyncConnection.run_sync``; asyncpg needs no
+  thread, so nothing is gained by leaving the loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+from sqlalchemy import Connection, bindparam, create_engine, insert, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from ..errors import NotFound
+from .engine import tune_sqlite
+from .models import Asset, Slot, StoredObject, new_id
+
+T = TypeVar("T")
+
+INSERT_OBJECT = insert(StoredObject)
+INSERT_ASSET = insert(Asset)
+_FIND_TWIN = select(StoredObject.id, StoredObject.key).where(
+    StoredObject.owner == bindparam("owner"),
+    StoredObject.bucket == bindparam("bucket"),
+    StoredObject.sha256 == bindparam("sha256"),
+    StoredObject.status == "stored",
+)
+# SQLite serialises writers with BEGIN IMMEDIATE; PostgreSQL needs row locks.
+_FIND_TWIN_LOCKED = _FIND_TWIN.with_for_update()
+_TWIN_FACTS = (
+    select(Asset.media_info, Asset.width, Asset.height, Asset.duration)
+    .where(Asset.object_id == bindparam("object_id"), Asset.status == "stored")
+    .limit(1)
+)
+# Parameters prefixed b_: a bound name equal to a column name clashes with the SET clause.
+_MARK_OBJECT_STORED = (
+    update(StoredObject)
+    .where(StoredObject.id == bindparam("b_id"), StoredObject.status == "pending")
+    .values(
+        sha256=bindparam("b_sha256"),
+        size=bindparam("b_size"),
+        status="stored",
+        updated_at=bindparam("b_now"),
+    )
+)
+_MARK_OBJECT_REDUNDANT = (
+    update(StoredObject)
+    .where(StoredObject.id == bindparam("b_id"), StoredObject.status == "pending")
+    .values(status="deleting", updated_at=bindparam("b_now"))
+)
+_FINISHED_FIELDS = (
+    "object_id",
+    "sha256",
+    "size",
+    "status",
+    "updated_at",
+    "media_info",
+    "width",
+    "height",
+    "duration",
+    "version",
+)
+_FINISH_ASSET = (
+    update(Asset)
+    .where(Asset.id == bindparam("b_id"))
+    .values({name: bindparam(f"b_{name}") for name in _FINISHED_FIELDS})
+)
+_SLOT_WHERE = (
+    Slot.owner == bindparam("b_owner"),
+    Slot.collection == bindparam("b_collection"),
+    Slot.name == bindparam("b_name"),
+)
+_SLOT_LATEST = select(Slot.latest_version).where(*_SLOT_WHERE)
+_SLOT_LATEST_LOCKED = _SLOT_LATEST.with_for_update()
+_SLOT_BUMP = (
+    update(Slot)
+    .where(*_SLOT_WHERE)
+    .values(latest_version=bindparam("b_latest"), updated_at=bindparam("b_now"))
+)
+_SLOT_POINT = (
+    update(Slot)
+    .where(*_SLOT_WHERE)
+    .values(current_asset_id=bindparam("b_asset"), updated_at=bindparam("b_now"))
+)
+
+
+def insert_pending(c: Connection, object_row: dict[str, Any], asset_row: dict[str, Any]) -> None:
+    c.execute(INSERT_OBJECT, object_row)
+    c.execute(INSERT_ASSET, asset_row)
+
+
+def finalize(
+    c: Connection,
+    *,
+    asset_id: str,
+    object_id: str,
+    key: str,
+    bucket: str,
+    row: dict[str, Any],
+    values: dict[str, Any],
+    lock_rows: bool,
+) -> tuple[str, str, str | None]:
+    """Mark the pending write stored, or point the asset at an identical object its owner
+    already has. Returns (object id, key, key to discard); ``values`` is completed."""
+    existing = c.execute(
+        _FIND_TWIN_LOCKED if lock_rows else _FIND_TWIN,
+        {"owner": row["owner"], "bucket": bucket, "sha256": values["sha256"]},
+    ).first()
+    now = values["updated_at"]
+    pending_object = object_id
+    discard: str | None = None
+    if existing is None:
+        done = c.execute(
+            _MARK_OBJECT_STORED,
+            {
+                "b_id": object_id,
+                "b_sha256": values["sha256"],
+                "b_size": values["size"],
+                "b_now": now,
+            },
+        )
+    else:
+        # Ours is redundant: its key is deleted, and the asset points at the twin.
+        discard = key
+        object_id, key = existing[0], existing[1]
+        # Same bytes, same facts: take what was learnt (e.g. by a video probe).
+        twin = c.execute(_TWIN_FACTS, {"object_id": object_id}).first()
+        if twin is not None:
+            for name, value in zip(
+                ("media_info", "width", "height", "duration"), twin, strict=True
+            ):
+                if value:
+                    values[name] = value
+        done = c.execute(_MARK_OBJECT_REDUNDANT, {"b_id": pending_object, "b_now": now})
+    if done.rowcount != 1:
+        raise NotFound("the pending write disappeared (swept?)")
+    slot = row["slot"]
+    if slot is not None:
+        names = {"owner": row["owner"], "collection": row["collection"], "name": slot}
+        values["version"] = _next_version(c, names, now, lock_rows)
+    values["object_id"] = object_id
+    c.execute(_FINISH_ASSET, {"b_id": asset_id, **{f"b_{k}": values[k] for k in _FINISHED_FIELDS}})
+    if slot is not None:
+        where = {f"b_{k}": v for k, v in names.items()}
+        c.execute(_SLOT_POINT, {**where, "b_asset": asset_id, "b_now": now})
+    return object_id, key, discard
+
+
+def _next_version(c: Connection, names: dict[str, Any], now: Any, pg: bool) -> int:
+    """Reserve the slot's next version number. The slot row is created if missing (no race:
+    ON CONFLICT DO NOTHING) and then locked, so concurrent writers number their versions
+    one after another."""
+    insert_ = pg_insert if pg else sqlite_insert
+    c.execute(
+        insert_(Slot)
+        .values(id=new_id(), latest_version=0, created_at=now, updated_at=now, **names)
+        .on_conflict_do_nothing(index_elements=["owner", "collection", "name"])
+    )
+    where = {f"b_{k}": v for k, v in names.items()}
+    latest = int(c.execute(_SLOT_LATEST_LOCKED if pg else _SLOT_LATEST, where).scalar_one()) + 1
+    c.execute(_SLOT_BUMP, {**where, "b_latest": latest, "b_now": now})
+    return latest
+
+
+class WriteRunner:
+    """Runs a synchronous write transaction (``fn(connection, ...)``) to completion."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._async = engine
+        self._sync: Engine | None = None
+        self._thread: ThreadPoolExecutor | None = None
+        url = make_url(str(engine.url.render_as_string(hide_password=False)))
+        if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
+            self._sync = create_engine(
+                url.set(drivername="sqlite"), connect_args={"timeout": 30}, pool_size=1
+            )
+            tune_sqlite(self._sync)
+            # One thread: SQLite has one writer at a time anyway, and in-process writers
+            # now queue in order instead of sleeping in the busy handler.
+            self._thread = ThreadPoolExecutor(1, thread_name_prefix="mk-sqlite-writer")
+
+    async def run(self, fn: Callable[..., T], /, **kwargs: Any) -> T:
+        if self._sync is not None and self._thread is not None:
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(self._thread, self._in_thread, fn, kwargs)
+        async with self._async.begin() as c:
+            return await c.run_sync(lambda sync: fn(sync, **kwargs))
+
+    def _in_thread(self, fn: Callable[..., T], kwargs: dict[str, Any]) -> T:
+        assert self._sync is not None
+        with self._sync.begin() as c:
+            return fn(c, **kwargs)
+
+    def close(self) -> None:
+        if self._thread is not None:
+            self._thread.shutdown(wait=True)
+            self._thread = None
+        if self._sync is not None:
+            self._sync.dispose()
+            self._sync = None
