@@ -4,7 +4,6 @@ goes through. Stream in, hash and sniff on the way, write once, record, dedup.""
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import time
 import uuid
@@ -29,6 +28,7 @@ from ..models import AssetInfo
 from ..stores.base import ObjectInfo, ObjectStore, cache_control
 from .derived import Derived
 from .fetch import Fetcher
+from .hashing import StreamHash
 from .keys import build_key, validate_name
 from .process import MediaProcessor
 from .sniff import check_complete, extension_for, media_kind, sniff
@@ -241,7 +241,7 @@ class StorePipeline:
                 media_info["metadata_removed"] = flt.removed
             done: Finalized = await self.repo.finalize(
                 pending,
-                sha256=out.sha256.hexdigest(),
+                sha256=await out.sha256.hexdigest(),
                 size=out.size,
                 media_info=media_info or None,
                 width=image.width if image else None,
@@ -379,7 +379,7 @@ class _Digest:
         self._source = source
         self._filter = flt
         self._spool = spool
-        self.sha256 = hashlib.sha256()
+        self.sha256 = StreamHash()
         self.size = 0
         self.error: BaseException | None = None
 
