@@ -51,8 +51,9 @@ class Settings(BaseSettings):
     data_dir: Path = DEFAULT_DATA_DIR
     database_url: str | None = None
     auto_migrate: bool = True
-    # PostgreSQL connections per process: pool_size kept open, up to db_pool_overflow more
-    # under bursts; a request that waits db_pool_timeout seconds for one gets a 503
+    # Connections per process (PostgreSQL; on SQLite, the readers' pool): pool_size kept
+    # open, up to db_pool_overflow more under bursts; a request that waits
+    # db_pool_timeout seconds for one gets a 503
     # database_unavailable with Retry-After instead of queueing without end.
     db_pool_size: int = 10
     db_pool_overflow: int = 10
