@@ -328,6 +328,7 @@ class MediaKeepLib(_MediaKeepBase):
         outcome = self.judge(job, m, client, summary)
         if summary is not None:
             outcome.extra["xfer_s"] = summary.get("xfer_s")
+            outcome.extra["xfer_cpu_s"] = summary.get("xfer_cpu_s")
         return outcome
 
 

@@ -11,11 +11,17 @@ from __future__ import annotations
 
 import asyncio
 import json
+import resource
 import statistics
 import sys
 import time
 from pathlib import Path
 from typing import Any
+
+
+def _cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def _field(obj: Any, name: str) -> Any:
@@ -68,6 +74,7 @@ async def run(job: dict[str, Any]) -> dict[str, Any]:
     )
     async with MediaKeep(settings) as keep:
         started = time.perf_counter()
+        cpu_before = _cpu_seconds()
         results = await keep.ingest_urls(
             job["urls"],
             owner=job["owner"],
@@ -76,6 +83,9 @@ async def run(job: dict[str, Any]) -> dict[str, Any]:
         )
         summary = summarize(list(results))
         summary["xfer_s"] = time.perf_counter() - started
+        # CPU of the ingest alone (every thread), without interpreter start-up and
+        # migrating the fresh database: what a long-running service pays per batch.
+        summary["xfer_cpu_s"] = _cpu_seconds() - cpu_before
         if job["mode"] != "urls":
             summary.pop("ids")
             return summary
