@@ -176,6 +176,16 @@ def _next_version(c: Connection, names: dict[str, Any], now: Any, pg: bool) -> i
     return latest
 
 
+async def _settle(done: asyncio.Future[Any]) -> None:
+    while not done.done():
+        try:
+            await asyncio.wait({done})
+        except asyncio.CancelledError:
+            continue  # a transaction takes milliseconds; its outcome must be known first
+    if not done.cancelled():
+        done.exception()  # retrieved: the caller was cancelled and will not look
+
+
 class WriteRunner:
     """Runs a synchronous write transaction (``fn(connection, ...)``) to completion."""
 
@@ -196,7 +206,16 @@ class WriteRunner:
     async def run(self, fn: Callable[..., T], /, **kwargs: Any) -> T:
         if self._sync is not None and self._thread is not None:
             loop = asyncio.get_running_loop()
-            return await loop.run_in_executor(self._thread, self._in_thread, fn, kwargs)
+            done = loop.run_in_executor(self._thread, self._in_thread, fn, kwargs)
+            try:
+                return await asyncio.shield(done)
+            except asyncio.CancelledError:
+                # The transaction runs to its end in the thread whatever the caller does.
+                # Wait for that end, so that what the caller does next (a pipeline rolls
+                # back) sees the outcome instead of racing it: a rollback that deleted the
+                # object just before a queued finalize committed would lose the file.
+                await _settle(done)
+                raise
         async with self._async.begin() as c:
             return await c.run_sync(lambda sync: fn(sync, **kwargs))
 
