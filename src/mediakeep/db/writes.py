@@ -204,18 +204,23 @@ class WriteRunner:
             self._thread = ThreadPoolExecutor(1, thread_name_prefix="mk-sqlite-writer")
 
     async def run(self, fn: Callable[..., T], /, **kwargs: Any) -> T:
+        done: asyncio.Future[T]
         if self._sync is not None and self._thread is not None:
             loop = asyncio.get_running_loop()
             done = loop.run_in_executor(self._thread, self._in_thread, fn, kwargs)
-            try:
-                return await asyncio.shield(done)
-            except asyncio.CancelledError:
-                # The transaction runs to its end in the thread whatever the caller does.
-                # Wait for that end, so that what the caller does next (a pipeline rolls
-                # back) sees the outcome instead of racing it: a rollback that deleted the
-                # object just before a queued finalize committed would lose the file.
-                await _settle(done)
-                raise
+        else:
+            done = asyncio.ensure_future(self._in_loop(fn, kwargs))
+        try:
+            return await asyncio.shield(done)
+        except asyncio.CancelledError:
+            # A transaction, once handed over, runs to its end whatever the caller does.
+            # Wait for that end, so that what the caller does next (a pipeline rolls back)
+            # sees the outcome instead of racing it: a rollback that deleted the object
+            # just before a queued finalize committed would lose the file.
+            await _settle(done)
+            raise
+
+    async def _in_loop(self, fn: Callable[..., T], kwargs: dict[str, Any]) -> T:
         async with self._async.begin() as c:
             return await c.run_sync(lambda sync: fn(sync, **kwargs))
 
