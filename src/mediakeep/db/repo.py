@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, bindparam, delete, func, insert, or_, select, update
+from sqlalchemy import and_, delete, func, or_, select, update
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
@@ -91,62 +91,6 @@ def _info(asset: Asset, obj: StoredObject) -> AssetInfo:
         created_at=asset.created_at,
         updated_at=asset.updated_at,
     )
-
-
-# (Update statements' parameters carry a b_ prefix: SQLAlchemy reserves column names.)
-# The write path's statements, built once: constructing them per call showed up as a
-# large share of the per-file CPU (SQLAlchemy coercions and cache keys).
-_INSERT_OBJECT = insert(StoredObject)
-_INSERT_ASSET = insert(Asset)
-_FIND_TWIN = select(StoredObject.id, StoredObject.key).where(
-    StoredObject.owner == bindparam("owner"),
-    StoredObject.bucket == bindparam("bucket"),
-    StoredObject.sha256 == bindparam("sha256"),
-    StoredObject.status == "stored",
-)
-# SQLite serialises writers with BEGIN IMMEDIATE; PostgreSQL needs row locks.
-_FIND_TWIN_LOCKED = _FIND_TWIN.with_for_update()
-_TWIN_FACTS = (
-    select(Asset.media_info, Asset.width, Asset.height, Asset.duration)
-    .where(Asset.object_id == bindparam("object_id"), Asset.status == "stored")
-    .limit(1)
-)
-_MARK_OBJECT_STORED = (
-    update(StoredObject)
-    .where(StoredObject.id == bindparam("b_id"), StoredObject.status == "pending")
-    .values(
-        sha256=bindparam("b_sha256"),
-        size=bindparam("b_size"),
-        status="stored",
-        updated_at=bindparam("b_now"),
-    )
-)
-_MARK_OBJECT_REDUNDANT = (
-    update(StoredObject)
-    .where(StoredObject.id == bindparam("b_id"), StoredObject.status == "pending")
-    .values(status="deleting", updated_at=bindparam("b_now"))
-)
-_FINISH_ASSET = (
-    update(Asset)
-    .where(Asset.id == bindparam("b_id"))
-    .values(
-        {
-            name: bindparam(f"b_{name}")
-            for name in (
-                "object_id",
-                "sha256",
-                "size",
-                "status",
-                "updated_at",
-                "media_info",
-                "width",
-                "height",
-                "duration",
-                "version",
-            )
-        }
-    )
-)
 
 
 def _info_from(row: dict[str, Any], bucket: str, key: str) -> AssetInfo:
