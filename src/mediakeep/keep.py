@@ -125,6 +125,7 @@ class MediaKeep(VersionsMixin, BundlesMixin, IntegrationsMixin):
         self._started = False
         self._locations: dict[tuple[str, str | None], tuple[float, Location]] = {}
         self._locating: dict[tuple[str, str | None], asyncio.Future[Location]] = {}
+        self._location_epoch = 0  # bumped whenever this process changes where an asset is
 
     async def __aenter__(self) -> MediaKeep:
         await self.start()
@@ -308,9 +309,11 @@ class MediaKeep(VersionsMixin, BundlesMixin, IntegrationsMixin):
             lookup = asyncio.ensure_future(self.repo.locate(asset_id, owner))
             self._locating[cache_key] = lookup
             lookup.add_done_callback(partial(self._located, cache_key))
+        epoch = self._location_epoch
         # Shielded: a caller that gives up must not cancel the others' lookup.
         found = await asyncio.shield(lookup)
-        if ttl > 0:
+        # Not kept if the asset changed meanwhile: the lookup may have read the old row.
+        if ttl > 0 and epoch == self._location_epoch:
             if len(self._locations) >= 50_000:
                 self._locations.clear()
             self._locations[cache_key] = (now + ttl, found)
@@ -323,6 +326,7 @@ class MediaKeep(VersionsMixin, BundlesMixin, IntegrationsMixin):
             lookup.exception()  # retrieved, even if every caller gave up waiting
 
     def _forget_location(self, asset_id: str) -> None:
+        self._location_epoch += 1
         for cache_key in [k for k in self._locations if k[0] == asset_id]:
             del self._locations[cache_key]
         # A lookup already under way may have read the old row: later callers start anew.

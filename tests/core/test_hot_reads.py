@@ -13,7 +13,7 @@ from sqlalchemy import event, text
 
 from mediakeep import MediaKeep
 from mediakeep.auth import TokenVerifier, mint_token
-from mediakeep.errors import InvalidToken, TokenExpired
+from mediakeep.errors import InvalidToken, NotFound, TokenExpired
 from tests.conftest import BACKENDS, Backend, KeepFactory
 from tests.core.helpers import png_bytes
 
@@ -127,3 +127,32 @@ class _FrozenDatetime:
         from datetime import datetime
 
         return getattr(datetime, name)
+
+
+@pytest.mark.parametrize("backend", LOCAL[:1], ids=lambda b: b.id)
+async def test_a_lookup_that_read_before_a_delete_is_not_cached(
+    backend: Backend, keeps: KeepFactory, owner: str
+) -> None:
+    keep = await keeps.open(location_cache_ttl=60.0)
+    stored = await keep.put_bytes(png_bytes(5), owner=owner)
+    assert stored.id
+    read_done = asyncio.Event()
+    release = asyncio.Event()
+    real = keep.repo.locate
+
+    async def slow_locate(asset_id: str, who: str | None) -> Any:
+        found = await real(asset_id, who)  # the row as it was
+        read_done.set()
+        await release.wait()
+        return found
+
+    keep.repo.locate = slow_locate  # type: ignore[method-assign]
+    early = asyncio.ensure_future(keep.locate(stored.id, owner=owner))
+    await read_done.wait()
+    await keep.delete(stored.id, owner=owner)
+    release.set()
+    await early  # answered from the row it read: that request was already under way
+    keep.repo.locate = real  # type: ignore[method-assign]
+    # Later requests must not be served the deleted asset's place from the cache.
+    with pytest.raises(NotFound):
+        await keep.locate(stored.id, owner=owner)
