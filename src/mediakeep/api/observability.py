@@ -52,9 +52,17 @@ _STANDARD_ATTRS = frozenset(
 )
 
 
+# Every pattern above needs one of these (in lower case) to match: a line without any of
+# them, like nearly every access-log line, skips the four regex scans (they were ~8% of a
+# permanent-link redirect's CPU).
+_SCRUB_TRIGGERS = ("sig", "x-amz-", "token", "apikey", "api_key", "bearer", "eyj", "mk_")
+
+
 def scrub(text: str, secrets: tuple[str, ...] = ()) -> str:
-    for pattern, repl in _SCRUB:
-        text = pattern.sub(repl, text)
+    low = text.lower()
+    if any(trigger in low for trigger in _SCRUB_TRIGGERS):
+        for pattern, repl in _SCRUB:
+            text = pattern.sub(repl, text)
     for secret in secrets:
         if secret:
             text = text.replace(secret, "[redacted]")
