@@ -258,8 +258,6 @@ class Repository:
         }
         object_id, key, discard = await self.writes.run(
             writes.finalize,
-            asset_id=p.asset_id,
-            object_id=p.object_id,
             key=p.key,
             bucket=p.bucket,
             row=row,

@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 from sqlalchemy import Connection, bindparam, create_engine, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.engine import Engine
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ..errors import NotFound
@@ -106,22 +106,22 @@ def insert_pending(c: Connection, object_row: dict[str, Any], asset_row: dict[st
 def finalize(
     c: Connection,
     *,
-    asset_id: str,
-    object_id: str,
     key: str,
     bucket: str,
     row: dict[str, Any],
     values: dict[str, Any],
     lock_rows: bool,
 ) -> tuple[str, str, str | None]:
-    """Mark the pending write stored, or point the asset at an identical object its owner
-    already has. Returns (object id, key, key to discard); ``values`` is completed."""
+    """Mark the pending write (``row``: the asset row as inserted) stored, or point the
+    asset at an identical object its owner already has. Returns (object id, key, key to
+    discard); ``values`` is completed."""
     existing = c.execute(
         _FIND_TWIN_LOCKED if lock_rows else _FIND_TWIN,
         {"owner": row["owner"], "bucket": bucket, "sha256": values["sha256"]},
     ).first()
     now = values["updated_at"]
-    pending_object = object_id
+    asset_id = row["id"]
+    object_id = pending_object = row["object_id"]
     discard: str | None = None
     if existing is None:
         done = c.execute(
@@ -193,7 +193,7 @@ class WriteRunner:
         self._async = engine
         self._sync: Engine | None = None
         self._thread: ThreadPoolExecutor | None = None
-        url = make_url(str(engine.url.render_as_string(hide_password=False)))
+        url = engine.url
         if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
             self._sync = create_engine(
                 url.set(drivername="sqlite"), connect_args={"timeout": 30}, pool_size=1
