@@ -135,7 +135,7 @@ async def submit_all(
 
 
 async def stored_items(keep: MediaKeep) -> int:
-    async with keep.repo.sessions() as s:
+    async with keep.repo.reads() as s:
         n = await s.scalar(select(func.count()).where(JobItem.status == "stored"))
     return int(n or 0)
 
@@ -154,7 +154,7 @@ async def unfinished(keep: MediaKeep) -> int | None:
     """Jobs not yet completed, partial or failed (each scenario has a database of its own);
     None while the database does not answer."""
     try:
-        async with keep.repo.sessions() as s:
+        async with keep.repo.reads() as s:
             n = await s.scalar(select(func.count()).where(Job.status.not_in(TERMINAL)))
     except Exception:
         return None
@@ -277,7 +277,7 @@ async def audit(keep: MediaKeep, accepted: Sequence[Accepted], figures: Figures)
     }
     figures.problems += [f"gc: {e}" for e in gc.errors]
 
-    async with keep.repo.sessions() as s:
+    async with keep.repo.reads() as s:
         jobs = {j.id: j for j in (await s.execute(select(Job))).scalars()}
         items = {(i.job_id, i.position): i for i in (await s.execute(select(JobItem))).scalars()}
         assets = {a.id: a for a in (await s.execute(select(Asset))).scalars()}

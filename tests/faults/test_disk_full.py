@@ -45,7 +45,7 @@ def files_under(path: Path) -> list[Path]:
 
 
 async def record_count(keep: MediaKeep) -> tuple[int, int]:
-    async with keep.repo.sessions() as s:
+    async with keep.repo.reads() as s:
         assets = await s.scalar(select(func.count()).select_from(Asset))
         objects = await s.scalar(select(func.count()).select_from(StoredObject))
     return int(assets or 0), int(objects or 0)

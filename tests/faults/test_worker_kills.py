@@ -45,7 +45,7 @@ OWNER = "kills"
 
 
 async def held_by(keep: MediaKeep, worker: str) -> int:
-    async with keep.repo.sessions() as s:
+    async with keep.repo.reads() as s:
         n = await s.scalar(
             select(func.count()).where(Job.worker == worker, Job.status == "running")
         )
