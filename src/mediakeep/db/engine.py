@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +55,20 @@ def tune_sqlite(sync_engine: Engine) -> None:
         cur.execute("PRAGMA foreign_keys=ON")
         cur.execute("PRAGMA busy_timeout=30000")
         cur.close()
+
+    @event.listens_for(sync_engine, "invalidate")
+    def _on_invalidate(dbapi_conn: Any, _record: Any, _exc: BaseException | None) -> None:
+        # A task cancelled mid-statement gets its connection invalidated, and closed next.
+        # Python's sqlite3 close with that statement still open leaves SQLite a "zombie"
+        # connection that keeps its transaction, and with it the database's write lock,
+        # until the cursor is garbage collected: every writer in every process then fails
+        # with "database is locked". Rolling back first ends the transaction whatever
+        # becomes of the cursor (aiosqlite runs it after the statement in flight).
+        # Nothing may escape: raising here would skip the close that follows. A second
+        # cancellation swallowed here is not lost: the exception that caused the
+        # invalidation is still on its way out of the task.
+        with contextlib.suppress(BaseException):
+            dbapi_conn.rollback()
 
     @event.listens_for(sync_engine, "begin")
     def _on_begin(conn: Any) -> None:

@@ -4,6 +4,7 @@ id, then the job's fate (done, retried later, or given up) recorded under its le
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 from dataclasses import dataclass
@@ -90,6 +91,14 @@ def _error(exc: BaseException) -> dict[str, Any]:
     return {"code": "internal_error", "message": type(exc).__name__}
 
 
+async def stop_within(stop: asyncio.Event, seconds: float) -> bool:
+    """Sleep up to ``seconds``; True (at once) if ``stop`` is set meanwhile."""
+    if not stop.is_set():
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), seconds)
+    return stop.is_set()
+
+
 class JobRunner:
     def __init__(self, keep: MediaKeep, repo: JobRepository) -> None:
         self.keep = keep
@@ -114,12 +123,15 @@ class JobRunner:
             async with limit:
                 return await self._item(job, lease, item, claimed.sources[item.index], progress)
 
-        flusher = asyncio.create_task(self._report_progress(job, progress))
+        done = asyncio.Event()
+        flusher = asyncio.create_task(self._report_progress(job, progress, done))
         try:
             outcomes = await asyncio.gather(*(one(i) for i in pending))
         finally:
-            flusher.cancel()
-            await asyncio.gather(flusher, return_exceptions=True)
+            # Asked to stop, not cancelled: a write it has begun runs to its end (a
+            # statement cut off by cancellation costs a connection, see db/engine.py).
+            done.set()
+            await asyncio.shield(flusher)
         results = dict(zip((i.index for i in pending), outcomes, strict=True))
         return await self._settle(job, lease, results)
 
@@ -259,14 +271,13 @@ class JobRunner:
             log.warning("could not record a job event", exc_info=True)
 
     async def _report_progress(
-        self, job: JobInfo, progress: dict[int, tuple[int, int | None]]
+        self, job: JobInfo, progress: dict[int, tuple[int, int | None]], done: asyncio.Event
     ) -> None:
         """Turn byte counts into ``downloading`` events, at most one per item per interval
         (the database is the channel: any server can stream them)."""
         labels = {i.index: i.source for i in job.items}
         sent: dict[int, tuple[int, int | None]] = {}
-        while True:
-            await asyncio.sleep(PROGRESS_INTERVAL)
+        while not await stop_within(done, PROGRESS_INTERVAL):
             batch = []
             for index, value in list(progress.items()):
                 if sent.get(index) != value:

@@ -21,7 +21,7 @@ from ..db.models import utcnow
 from ..errors import MediaKeepError
 from .callbacks import CallbackFailed, CallbackSender
 from .repo import CallbackClaim, Claimed, JobRepository, Lease
-from .runner import JobRunner, RunResult, retry_delay
+from .runner import JobRunner, RunResult, retry_delay, stop_within
 
 if TYPE_CHECKING:
     from ..keep import MediaKeep
@@ -66,14 +66,15 @@ async def run_leased(
     renewed before it would run out, the work is cancelled: after that point another
     worker may own the job, and two must never write it at once."""
     work = asyncio.create_task(runner.run(claimed))
+    finished = asyncio.Event()
+    work.add_done_callback(lambda _: finished.set())
     lost = False
 
     async def renew() -> None:
         nonlocal lost
         interval = max(0.05, visibility / 4)
         last_ok = time.monotonic()
-        while not work.done():
-            await asyncio.sleep(interval)
+        while not await stop_within(finished, interval):
             try:
                 held: bool | None = await repo.renew(claimed.lease, visibility)
             except Exception:
@@ -94,8 +95,11 @@ async def run_leased(
             raise LeaseLost(claimed.lease.job_id) from None
         raise
     finally:
-        keeper.cancel()
-        await asyncio.gather(keeper, return_exceptions=True)
+        # Woken by the work's end rather than cancelled, so that a renewal it has begun
+        # finishes (see db/engine.py on statements cut off by cancellation).
+        if not work.done():
+            work.cancel()  # we were cancelled ourselves: the work goes with us
+        await asyncio.shield(keeper)
 
 
 class JobWorker:

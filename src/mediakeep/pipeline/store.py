@@ -292,6 +292,7 @@ class StorePipeline:
             # The pending rows stay behind and name the key: the sweep finishes the job.
             log.warning(
                 "rollback incomplete; left for the sweep",
+                exc_info=True,
                 extra={"category": "cleanup", "key": pending.key},
             )
 
