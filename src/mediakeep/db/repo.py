@@ -168,8 +168,8 @@ class Repository:
         duration: float | None = None,
     ) -> PendingWrite:
         """Phase one: record the intent (pending rows naming the key) before any bytes move."""
-        # Core inserts with ids made here: two statements, no ORM unit of work (this runs
-        # once per stored file, so it is on the throughput path).
+        # Core inserts with ids made here, no ORM unit of work (this runs once per stored
+        # file, so it is on the throughput path).
         now = utcnow()
         object_id = new_id()
         row: dict[str, Any] = {
@@ -193,6 +193,7 @@ class Repository:
         }
         await self.writes.run(
             writes.insert_pending,
+            single=True,
             object_row={
                 "id": object_id,
                 "owner": owner,
