@@ -1,4 +1,5 @@
-"""Engine creation: SQLite tuned for concurrent writers in one process, PostgreSQL as is."""
+"""Engine creation: SQLite tuned for concurrent writers; PostgreSQL checking for closed
+sockets at checkout in place of pre-ping."""
 
 from __future__ import annotations
 

@@ -4,7 +4,6 @@ id, then the job's fate (done, retried later, or given up) recorded under its le
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random
 from dataclasses import dataclass
@@ -26,6 +25,7 @@ from ..errors import (
 )
 from ..models import AssetInfo
 from ..pipeline.store import StoreRequest
+from ..waiting import event_within
 from .repo import Claimed, JobRepository, Lease, item_asset_id
 from .sources import source_for
 from .types import JobInfo, JobItemInfo
@@ -89,14 +89,6 @@ def _error(exc: BaseException) -> dict[str, Any]:
     if busy is not None:
         return busy.to_dict()
     return {"code": "internal_error", "message": type(exc).__name__}
-
-
-async def stop_within(stop: asyncio.Event, seconds: float) -> bool:
-    """Sleep up to ``seconds``; True (at once) if ``stop`` is set meanwhile."""
-    if not stop.is_set():
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), seconds)
-    return stop.is_set()
 
 
 class JobRunner:
@@ -277,7 +269,7 @@ class JobRunner:
         (the database is the channel: any server can stream them)."""
         labels = {i.index: i.source for i in job.items}
         sent: dict[int, tuple[int, int | None]] = {}
-        while not await stop_within(done, PROGRESS_INTERVAL):
+        while not await event_within(done, PROGRESS_INTERVAL):
             batch = []
             for index, value in list(progress.items()):
                 if sent.get(index) != value:

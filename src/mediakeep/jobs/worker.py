@@ -19,9 +19,10 @@ from typing import TYPE_CHECKING, Any
 
 from ..db.models import utcnow
 from ..errors import MediaKeepError
+from ..waiting import event_within
 from .callbacks import CallbackFailed, CallbackSender
 from .repo import CallbackClaim, Claimed, JobRepository, Lease
-from .runner import JobRunner, RunResult, retry_delay, stop_within
+from .runner import JobRunner, RunResult, retry_delay
 
 if TYPE_CHECKING:
     from ..keep import MediaKeep
@@ -74,7 +75,7 @@ async def run_leased(
         nonlocal lost
         interval = max(0.05, visibility / 4)
         last_ok = time.monotonic()
-        while not await stop_within(finished, interval):
+        while not await event_within(finished, interval):
             try:
                 held: bool | None = await repo.renew(claimed.lease, visibility)
             except Exception:

@@ -39,6 +39,7 @@ import aiohttp
 
 from ..errors import MediaKeepError, NotFound, ObjectExists, StoreError
 from ..signing import UrlSigner
+from ..waiting import event_within
 from .base import Body, ByteRange, ObjectInfo, ObjectStore
 from .local import LocalStore
 
@@ -454,8 +455,7 @@ class HybridStore(LocalStore):
                 self._wake.clear()
                 continue
             delay = 0.0
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), IDLE_POLL)
+            await event_within(self._wake, IDLE_POLL)
             self._wake.clear()
 
     async def replicate(self) -> ReplicationRound:
