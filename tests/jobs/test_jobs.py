@@ -14,7 +14,7 @@ from sqlalchemy import func, select, update
 
 from mediakeep import MediaKeep
 from mediakeep.db.models import Asset, Job, StoredObject, utcnow
-from mediakeep.errors import IdempotencyConflict, InvalidSignature, InvalidUrl
+from mediakeep.errors import IdempotencyConflict, InvalidSignature, InvalidUrl, MediaKeepError
 from mediakeep.jobs import background_worker, verify_callback
 from mediakeep.jobs.repo import item_asset_id
 from mediakeep.jobs.runner import retry_delay
@@ -316,6 +316,40 @@ async def test_a_stale_workers_late_completion_cannot_store_twice(
     async with keep.repo.sessions() as s:
         objects = await s.scalar(select(func.count()).where(StoredObject.owner == owner))
     assert objects == 1
+
+
+async def test_a_failed_attempts_late_delete_cannot_remove_the_retrys_object(
+    keeps: Keeps, provider: Provider, owner: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    keep = await keeps.open(max_retries=0)
+    asset_id = item_asset_id("late-delete", 0)
+    req = StoreRequest(owner=owner, collection="default", asset_id=asset_id)
+    # The first attempt turns out corrupt (a PNG that never ends) after its upload, so its
+    # rollback deletes what it wrote. That delete reaches the store late, as one retried
+    # through an outage or outliving the deadline that gave up on it does: held back here,
+    # sent below.
+    late: list[tuple[str, str]] = []
+
+    async def held_back(bucket: str, key: str) -> None:
+        late.append((bucket, key))
+
+    real_delete = keep.store.delete
+    monkeypatch.setattr(keep.store, "delete", held_back)
+    with pytest.raises(MediaKeepError):
+        await keep.pipeline.run(UrlSource(provider.url("/bytes/300000?kind=png")), req)
+    assert late, "the failed attempt deleted nothing"
+    monkeypatch.setattr(keep.store, "delete", real_delete)
+
+    url = provider.url(f"/img/{owner}-retry.png")
+    stored = await keep.pipeline.run(UrlSource(url), req)
+    for bucket, key in late:
+        await keep.store.delete(bucket, key)
+    # The retry's object survives the stale delete, whole.
+    asset = stored.asset
+    assert asset.id == asset_id
+    assert await keys_in_store(keep, owner) == [f"{asset.bucket}/{asset.key}"]
+    head = await keep.store.head(asset.bucket, asset.key)
+    assert head is not None and head.size == len(render_image(f"{owner}-retry", "png"))
 
 
 async def test_completion_callback_is_signed_and_retried(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -172,7 +173,7 @@ class StorePipeline:
                 owner=req.owner,
                 collection=req.collection,
                 slot=req.slot,
-                asset_id=asset_id,
+                asset_id=_key_id(asset_id, reserved=req.asset_id is not None),
                 ext=extension_for(content_type),
                 kind=kind,
             )
@@ -295,6 +296,15 @@ class StorePipeline:
                 exc_info=True,
                 extra={"category": "cleanup", "key": pending.key},
             )
+
+
+def _key_id(asset_id: str, *, reserved: bool) -> str:
+    """The asset id as it appears in the object key. A reserved id (job items, presigned
+    uploads) is written again when an attempt fails, and a failed attempt's delete can
+    reach the store late: obstore retries it through an outage, and a shielded rollback
+    outlives the deadline that gave up on it. Each such write therefore gets a key of its
+    own, so no stale delete can remove a newer write's object."""
+    return f"{asset_id}-{secrets.token_hex(4)}" if reserved else asset_id
 
 
 async def _read_head(chunks: AsyncIterator[bytes], want: int) -> tuple[bytes, bool]:
