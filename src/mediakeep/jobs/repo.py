@@ -630,9 +630,13 @@ class JobRepository:
         return AssetState(row[0], aware(row[1]), row[2], row[3], row[4])
 
     async def drop_leftover(self, asset_id: str, object_id: str | None) -> None:
-        """Remove a dead write's pending rows (the caller already deleted its bytes)."""
+        """Remove a dead write's pending rows (the caller already deleted its bytes). Only
+        that write's: a newer attempt's pending row under the same id is not a leftover."""
         async with self.sessions.begin() as s:
-            await s.execute(delete(Asset).where(Asset.id == asset_id, Asset.status == "pending"))
+            mine = [Asset.id == asset_id, Asset.status == "pending"]
+            if object_id is not None:
+                mine.append(Asset.object_id == object_id)
+            await s.execute(delete(Asset).where(*mine))
             if object_id is not None:
                 await s.execute(
                     delete(StoredObject).where(
