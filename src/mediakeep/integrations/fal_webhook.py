@@ -15,12 +15,16 @@ import hashlib
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import aiohttp
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from ..errors import JwksUnavailable, WebhookSignatureInvalid, WebhookStale, WebhookUnsigned
+
+if TYPE_CHECKING:
+    # Loaded when a webhook is verified: OpenSSL's bindings cost ~8 MB of RSS in every
+    # process that imports mediakeep, and most never receive a webhook.
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 REQUEST_ID = "x-fal-webhook-request-id"
 USER_ID = "x-fal-webhook-user-id"
@@ -73,6 +77,8 @@ def _b64url(value: str) -> bytes:
 
 def parse_jwks(doc: object) -> list[Ed25519PublicKey]:
     """The Ed25519 keys of a JWKS document; other key types are ignored."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
     keys: list[Ed25519PublicKey] = []
     entries = doc.get("keys") if isinstance(doc, dict) else None
     for entry in entries if isinstance(entries, list) else []:
@@ -129,6 +135,8 @@ class FalWebhookVerifier:
             return list(self._keys)
 
     async def verify(self, signed: SignedHeaders, body: bytes) -> None:
+        from cryptography.exceptions import InvalidSignature
+
         msg = message(signed.request_id, signed.user_id, signed.timestamp, body)
         for refresh in (False, True):
             for key in await self.keys(refresh=refresh):
