@@ -5,12 +5,14 @@ from __future__ import annotations
 import hashlib
 
 import aiohttp
+import pytest
 
 from mediakeep import MediaKeep
 from mediakeep.models import ItemProgress
+from mediakeep.pipeline.store import WHOLE_BODY
 from tests.conftest import KeepFactory
 from tests.core.helpers import assert_nothing_stored, keys_in_store, png_bytes, rows_for
-from tests.support.provider import Provider
+from tests.support.provider import Provider, payload_sha256
 
 
 async def test_ingest_url_stores_bytes_and_records_them(
@@ -193,6 +195,24 @@ async def test_large_stream_is_stored_intact(
     assert result.status == "stored", result.error
     assert result.content_type == "video/mp4"
     assert result.size == 20_000_000
+    h = hashlib.sha256()
+    async for chunk in keep.store.get(
+        result.asset.bucket if result.asset else "", result.key or ""
+    ):
+        h.update(chunk)
+    assert h.hexdigest() == result.sha256
+
+
+@pytest.mark.parametrize("extra", [0, 1])
+async def test_bodies_at_the_single_buffer_limit_are_stored_intact(
+    keep: MediaKeep, provider: Provider, owner: str, extra: int
+) -> None:
+    # Up to WHOLE_BODY the body goes to the store as one buffer; one byte more and what was
+    # already read is replayed ahead of the rest of the stream.
+    n = WHOLE_BODY + extra
+    result = await keep.ingest_url(provider.url(f"/bytes/{n}?kind=mp4&cl=0"), owner=owner)
+    assert result.status == "stored", result.error
+    assert result.size == n and result.sha256 == payload_sha256(n, "mp4")
     h = hashlib.sha256()
     async for chunk in keep.store.get(
         result.asset.bucket if result.asset else "", result.key or ""

@@ -38,6 +38,9 @@ from .spool import Spool
 log = logging.getLogger("mediakeep.pipeline")
 
 HEAD_BYTES = 64 * 1024
+# Bodies up to this size go to the store as one buffer (S3's single-PUT limit): joined
+# once, and that one buffer is also what the decode check reads. Streamed past it.
+WHOLE_BODY = 8 * 1024 * 1024
 SPOOL_IN_MEMORY = 8 * 1024 * 1024
 TAIL_BYTES = 1024
 ByteProgress = Callable[[int, int | None], None]
@@ -198,11 +201,14 @@ class StorePipeline:
             spool = Spool(SPOOL_IN_MEMORY) if self.media.wants_image_check(content_type) else None
             out = _Digest(meter.body(), flt, spool)
             try:
+                body = await _whole_if_small(out.stream(), WHOLE_BODY)
+                if isinstance(body, bytes) and spool is not None:
+                    spool.adopt(body)
                 try:
                     info = await self.store.put(
                         bucket,
                         key,
-                        out.stream(),
+                        body,
                         content_type=content_type,
                         cache_control=cache_control(req.public),
                     )
@@ -318,6 +324,31 @@ async def _read_head(chunks: AsyncIterator[bytes], want: int) -> tuple[bytes, bo
         parts.append(chunk)
         size += len(chunk)
     return b"".join(parts), False
+
+
+async def _whole_if_small(
+    chunks: AsyncIterator[bytes], limit: int
+) -> bytes | AsyncIterator[bytes]:
+    """The whole body as one buffer if it ends within ``limit`` bytes; else a stream that
+    replays what was read and goes on. Without it the store joined one copy for its PUT
+    while the spool held the chunks for another: two buffers per image in flight."""
+    parts: list[bytes] = []
+    size = 0
+    while size <= limit:
+        try:
+            chunk = await anext(chunks)
+        except StopAsyncIteration:
+            return b"".join(parts)
+        parts.append(chunk)
+        size += len(chunk)
+    return _replay(parts, chunks)
+
+
+async def _replay(parts: list[bytes], rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    while parts:
+        yield parts.pop(0)
+    async for chunk in rest:
+        yield chunk
 
 
 class _Meter:
