@@ -263,19 +263,19 @@ class MediaKeep(VersionsMixin, BundlesMixin, IntegrationsMixin):
             asset=a,
         )
 
-    async def ingest_url(self, url: str, *, owner: str, **kw: Any) -> IngestResult:
+    async def ingest_url(self, /, url: str, *, owner: str, **kw: Any) -> IngestResult:
         return await self.store_source(UrlSource(url), owner=owner, **kw)
 
     async def ingest_urls(
-        self, urls: Sequence[str], *, owner: str, **kw: Any
+        self, /, urls: Sequence[str], *, owner: str, **kw: Any
     ) -> list[IngestResult]:
         return await self.store_many([UrlSource(u) for u in urls], owner=owner, **kw)
 
-    async def put_file(self, path: str | Path, *, owner: str, **kw: Any) -> IngestResult:
+    async def put_file(self, /, path: str | Path, *, owner: str, **kw: Any) -> IngestResult:
         return await self.store_source(FileSource(Path(path)), owner=owner, **kw)
 
     async def put_bytes(
-        self, data: bytes, *, owner: str, name: str = "<bytes>", **kw: Any
+        self, /, data: bytes, *, owner: str, name: str = "<bytes>", **kw: Any
     ) -> IngestResult:
         return await self.store_source(BytesSource(data, name), owner=owner, **kw)
 
@@ -340,7 +340,7 @@ class MediaKeep(VersionsMixin, BundlesMixin, IntegrationsMixin):
     async def get(self, asset_id: str, *, owner: str | None = None) -> AssetInfo:
         return await self.repo.get(asset_id, owner)
 
-    async def list(self, *, owner: str, **filters: Any) -> Page:
+    async def list(self, /, *, owner: str, **filters: Any) -> Page:
         return await self.repo.list_assets(owner=owner, **filters)
 
     async def _urls_for(self, assets: Sequence[AssetInfo], expires_in: int) -> dict[str, str]:

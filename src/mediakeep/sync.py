@@ -1,22 +1,47 @@
 """Blocking facade over ``MediaKeep`` for scripts and sync frameworks.
 
 It runs one private event loop in a background thread, so it also works when called
-from code that is itself inside a running loop's thread pool."""
+from code that is itself inside a running loop's thread pool. Every method is the async
+method of the same name, run to completion: same arguments, same types, same errors."""
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import threading
-from collections.abc import Coroutine, Sequence
-from pathlib import Path
+from collections.abc import Callable, Coroutine
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from .keep import MediaKeep
-from .models import AssetInfo, IngestResult, Page, SweepReport
 from .settings import Settings
 
 T = TypeVar("T")
+P = ParamSpec("P")
+
+# Async methods without a blocking twin, and why (tests/core/test_sync.py holds the list).
+NOT_BLOCKING = {
+    "start": "the context manager starts the facade",
+    "close": "SyncMediaKeep.close()",
+    "put_stream": "takes an async iterator, which has no meaning outside the loop",
+    "put_stream_or_raise": "takes an async iterator",
+    "store_source": "pipeline-level: takes a Source bound to the loop",
+    "store_many": "pipeline-level: takes Sources bound to the loop",
+    "store_or_raise": "pipeline-level: takes a Source bound to the loop",
+    "receive_fal_webhook": "the HTTP service's entry point for fal's requests",
+}
+
+
+def _blocking(
+    method: Callable[Concatenate[MediaKeep, P], Coroutine[Any, Any, T]],
+) -> Callable[Concatenate[SyncMediaKeep, P], T]:
+    # Methods taking **kw declare ``self, /``: without it ParamSpec cannot rule out a
+    # ``self`` keyword, and mypy refuses the wrapper.
+    @functools.wraps(method)
+    def call(self: SyncMediaKeep, /, *args: P.args, **kwargs: P.kwargs) -> T:
+        return self._call(method(self._keep, *args, **kwargs))
+
+    return call
 
 
 class SyncMediaKeep:
@@ -50,40 +75,59 @@ class SyncMediaKeep:
         self._thread.join()
         self._loop.close()
 
-    def ingest_url(self, url: str, *, owner: str, **kw: Any) -> IngestResult:
-        return self._call(self._keep.ingest_url(url, owner=owner, **kw))
-
-    def ingest_urls(self, urls: Sequence[str], *, owner: str, **kw: Any) -> list[IngestResult]:
-        return self._call(self._keep.ingest_urls(urls, owner=owner, **kw))
-
-    def put_file(self, path: str | Path, *, owner: str, **kw: Any) -> IngestResult:
-        return self._call(self._keep.put_file(path, owner=owner, **kw))
-
-    def put_bytes(self, data: bytes, *, owner: str, **kw: Any) -> IngestResult:
-        return self._call(self._keep.put_bytes(data, owner=owner, **kw))
-
-    def get(self, asset_id: str, *, owner: str | None = None) -> AssetInfo:
-        return self._call(self._keep.get(asset_id, owner=owner))
-
-    def list(self, *, owner: str, **filters: Any) -> Page:
-        return self._call(self._keep.list(owner=owner, **filters))
-
-    def url(self, asset_id: str, *, owner: str | None = None, expires_in: int | None = None) -> str:
-        return self._call(self._keep.url(asset_id, owner=owner, expires_in=expires_in))
-
-    def urls(
-        self, asset_ids: Sequence[str], *, owner: str | None = None, expires_in: int | None = None
-    ) -> dict[str, str]:
-        return self._call(self._keep.urls(asset_ids, owner=owner, expires_in=expires_in))
-
-    def delete(self, asset_id: str, *, owner: str | None = None) -> None:
-        self._call(self._keep.delete(asset_id, owner=owner))
-
-    def set_visibility(self, asset_id: str, public: bool, *, owner: str | None = None) -> AssetInfo:
-        return self._call(self._keep.set_visibility(asset_id, public, owner=owner))
-
-    def sweep(self, **kw: Any) -> SweepReport:
-        return self._call(self._keep.sweep(**kw))
+    # Assets
+    ingest_url = _blocking(MediaKeep.ingest_url)
+    ingest_urls = _blocking(MediaKeep.ingest_urls)
+    put_file = _blocking(MediaKeep.put_file)
+    put_bytes = _blocking(MediaKeep.put_bytes)
+    presign_upload = _blocking(MediaKeep.presign_upload)
+    complete_upload = _blocking(MediaKeep.complete_upload)
+    get = _blocking(MediaKeep.get)
+    list = _blocking(MediaKeep.list)
+    locate = _blocking(MediaKeep.locate)
+    url = _blocking(MediaKeep.url)
+    urls = _blocking(MediaKeep.urls)
+    delete = _blocking(MediaKeep.delete)
+    set_visibility = _blocking(MediaKeep.set_visibility)
+    storage_stats = _blocking(MediaKeep.storage_stats)
+    # Collections, slots and versions
+    collections = _blocking(MediaKeep.collections)
+    delete_collection = _blocking(MediaKeep.delete_collection)
+    slots = _blocking(MediaKeep.slots)
+    slot = _blocking(MediaKeep.slot)
+    versions = _blocking(MediaKeep.versions)
+    set_current = _blocking(MediaKeep.set_current)
+    apply_retention = _blocking(MediaKeep.apply_retention)
+    # Durable jobs
+    submit_ingest = _blocking(MediaKeep.submit_ingest)
+    get_job = _blocking(MediaKeep.get_job)
+    list_jobs = _blocking(MediaKeep.list_jobs)
+    job_events = _blocking(MediaKeep.job_events)
+    wait_for_job = _blocking(MediaKeep.wait_for_job)
+    # Generations, fal.ai results, JSON rewriting
+    store_generation = _blocking(MediaKeep.store_generation)
+    submit_generation = _blocking(MediaKeep.submit_generation)
+    store_fal_result = _blocking(MediaKeep.store_fal_result)
+    submit_fal_result = _blocking(MediaKeep.submit_fal_result)
+    register_generation = _blocking(MediaKeep.register_generation)
+    get_generation = _blocking(MediaKeep.get_generation)
+    list_generations = _blocking(MediaKeep.list_generations)
+    generation_media_urls = _blocking(MediaKeep.generation_media_urls)
+    validate_generation = _blocking(MediaKeep.validate_generation)
+    cleanup_generation = _blocking(MediaKeep.cleanup_generation)
+    persist_json = _blocking(MediaKeep.persist_json)
+    # Bundles
+    save_bundle = _blocking(MediaKeep.save_bundle)
+    list_bundles = _blocking(MediaKeep.list_bundles)
+    get_bundle = _blocking(MediaKeep.get_bundle)
+    bundle_url = _blocking(MediaKeep.bundle_url)
+    open_bundle = _blocking(MediaKeep.open_bundle)
+    bundle_file = _blocking(MediaKeep.bundle_file)
+    # Maintenance
+    sweep = _blocking(MediaKeep.sweep)
+    sweep_uploads = _blocking(MediaKeep.sweep_uploads)
+    maintenance_tick = _blocking(MediaKeep.maintenance_tick)
+    ping = _blocking(MediaKeep.ping)
 
 
 async def _build(settings: Settings | None) -> MediaKeep:

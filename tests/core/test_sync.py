@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 
 import pytest
 
-from mediakeep import SyncMediaKeep
+from mediakeep import MediaKeep, SyncMediaKeep
+from mediakeep.sync import NOT_BLOCKING
 from tests.conftest import Backend, make_settings
 from tests.core.helpers import png_bytes
 from tests.support.provider import Provider
@@ -43,3 +45,41 @@ def test_list_pages_never_truncate_silently(tmp_path: Path, request: pytest.Fixt
             if cursor is None:
                 break
         assert len(seen) == 7 and set(seen) == ids
+
+
+def test_every_async_method_has_a_blocking_twin() -> None:
+    public = {
+        name
+        for name, fn in inspect.getmembers(MediaKeep)
+        if not name.startswith("_") and inspect.iscoroutinefunction(fn)
+    }
+    missing = public - set(NOT_BLOCKING) - {n for n in dir(SyncMediaKeep) if not n.startswith("_")}
+    assert missing == set(), f"no blocking twin (add one, or say why in NOT_BLOCKING): {missing}"
+    assert set(NOT_BLOCKING) <= public  # no stale exemptions
+
+
+def test_jobs_versions_and_uploads_through_the_blocking_facade(
+    tmp_path: Path, request: pytest.FixtureRequest, provider: Provider
+) -> None:
+    settings = make_settings(Backend("sqlite", "local"), tmp_path, request)
+    with SyncMediaKeep(settings) as keep:
+        job = keep.submit_ingest([provider.url("/img/62.png")], owner="erin")
+        assert keep.get_job(job.id, owner="erin").status == "queued"
+        assert [j.id for j in keep.list_jobs(owner="erin")] == [job.id]
+        assert [e.type for e in keep.job_events(job.id)] == ["queued"]
+        # No worker runs in this process: waiting ends in the async method's own error.
+        with pytest.raises(TimeoutError):
+            keep.wait_for_job(job.id, wait=0.2)
+
+        first = keep.put_bytes(png_bytes(63), owner="erin", collection="c", slot="hero")
+        second = keep.put_bytes(png_bytes(64), owner="erin", collection="c", slot="hero")
+        assert [a.id for a in keep.versions(owner="erin", collection="c", slot="hero")] == [
+            second.id,
+            first.id,
+        ]
+        back = keep.set_current(owner="erin", collection="c", slot="hero", version=1)
+        assert back.id == first.id
+        assert keep.slot(owner="erin", collection="c", slot="hero").id == first.id
+
+        up = keep.presign_upload(owner="erin", content_type="image/png", size=len(png_bytes(65)))
+        assert up.asset_id and up.upload_url

@@ -251,7 +251,7 @@ class IntegrationsMixin(JobsMixin):
         )
 
     async def store_fal_result(
-        self, result: Any, *, owner: str, endpoint: str | None = None, **kw: Any
+        self, /, result: Any, *, owner: str, endpoint: str | None = None, **kw: Any
     ) -> GenerationInfo:
         """A fal.ai result (queue or sync mode: URLs and data: URIs alike) as a generation."""
         return await self.store_generation(
@@ -259,7 +259,7 @@ class IntegrationsMixin(JobsMixin):
         )
 
     async def submit_fal_result(
-        self, result: Any, *, owner: str, endpoint: str | None = None, **kw: Any
+        self, /, result: Any, *, owner: str, endpoint: str | None = None, **kw: Any
     ) -> tuple[GenerationInfo, JobInfo | None]:
         return await self.submit_generation(
             result, owner=owner, provider=FAL, endpoint=endpoint, **kw

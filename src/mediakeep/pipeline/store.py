@@ -326,9 +326,7 @@ async def _read_head(chunks: AsyncIterator[bytes], want: int) -> tuple[bytes, bo
     return b"".join(parts), False
 
 
-async def _whole_if_small(
-    chunks: AsyncIterator[bytes], limit: int
-) -> bytes | AsyncIterator[bytes]:
+async def _whole_if_small(chunks: AsyncIterator[bytes], limit: int) -> bytes | AsyncIterator[bytes]:
     """The whole body as one buffer if it ends within ``limit`` bytes; else a stream that
     replays what was read and goes on. Without it the store joined one copy for its PUT
     while the spool held the chunks for another: two buffers per image in flight."""
