@@ -4,21 +4,28 @@ leases, retried with backoff, failed with their last error, idempotent, exactly 
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
 import pytest
+from PIL import Image
 from sqlalchemy import exc as sa_exc
 from sqlalchemy import func, select, update
 
 from mediakeep import MediaKeep
 from mediakeep.db.models import Asset, Job, StoredObject, utcnow
-from mediakeep.errors import IdempotencyConflict, InvalidSignature, InvalidUrl, MediaKeepError
+from mediakeep.errors import (
+    IdempotencyConflict,
+    InvalidSignature,
+    InvalidUrl,
+    MediaKeepError,
+)
 from mediakeep.jobs import background_worker, verify_callback
 from mediakeep.jobs.repo import item_asset_id
 from mediakeep.jobs.runner import retry_delay
-from mediakeep.pipeline.sources import UrlSource
+from mediakeep.pipeline.sources import BytesSource, UrlSource
 from mediakeep.pipeline.store import StoreRequest
 from tests.core.helpers import keys_in_store, rows_for
 from tests.jobs.conftest import Keeps
@@ -318,16 +325,29 @@ async def test_a_stale_workers_late_completion_cannot_store_twice(
     assert objects == 1
 
 
+def _jpeg() -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", (300, 200), (40, 90, 160)).save(buf, "JPEG", quality=90)
+    return buf.getvalue()
+
+
+def _garbled_jpeg() -> bytes:
+    data = _jpeg()
+    dht = data.index(b"\xff\xc4")
+    # Intact structure (it passes every check before the upload); only a decode fails.
+    return data[: dht + 5] + b"\xff" * 16 + data[dht + 21 :]
+
+
 async def test_a_failed_attempts_late_delete_cannot_remove_the_retrys_object(
-    keeps: Keeps, provider: Provider, owner: str, monkeypatch: pytest.MonkeyPatch
+    keeps: Keeps, owner: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     keep = await keeps.open(max_retries=0)
     asset_id = item_asset_id("late-delete", 0)
     req = StoreRequest(owner=owner, collection="default", asset_id=asset_id)
-    # The first attempt turns out corrupt (a PNG that never ends) after its upload, so its
-    # rollback deletes what it wrote. That delete reaches the store late, as one retried
-    # through an outage or outliving the deadline that gave up on it does: held back here,
-    # sent below.
+    # The first attempt's image turns out undecodable (a garbled Huffman table) after its
+    # upload, so its rollback deletes what it wrote. That delete reaches the store late, as
+    # one retried through an outage or outliving the deadline that gave up on it does: held
+    # back here, sent below.
     late: list[tuple[str, str]] = []
 
     async def held_back(bucket: str, key: str) -> None:
@@ -336,12 +356,12 @@ async def test_a_failed_attempts_late_delete_cannot_remove_the_retrys_object(
     real_delete = keep.store.delete
     monkeypatch.setattr(keep.store, "delete", held_back)
     with pytest.raises(MediaKeepError):
-        await keep.pipeline.run(UrlSource(provider.url("/bytes/300000?kind=png")), req)
+        await keep.pipeline.run(BytesSource(_garbled_jpeg()), req)
     assert late, "the failed attempt deleted nothing"
     monkeypatch.setattr(keep.store, "delete", real_delete)
 
-    url = provider.url(f"/img/{owner}-retry.png")
-    stored = await keep.pipeline.run(UrlSource(url), req)
+    # The retry: the same type, so the same key but for the fix.
+    stored = await keep.pipeline.run(BytesSource(_jpeg()), req)
     for bucket, key in late:
         await keep.store.delete(bucket, key)
     # The retry's object survives the stale delete, whole.
@@ -349,7 +369,7 @@ async def test_a_failed_attempts_late_delete_cannot_remove_the_retrys_object(
     assert asset.id == asset_id
     assert await keys_in_store(keep, owner) == [f"{asset.bucket}/{asset.key}"]
     head = await keep.store.head(asset.bucket, asset.key)
-    assert head is not None and head.size == len(render_image(f"{owner}-retry", "png"))
+    assert head is not None and head.size == len(_jpeg())
 
 
 async def test_completion_callback_is_signed_and_retried(
