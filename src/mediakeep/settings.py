@@ -223,6 +223,10 @@ class Settings(BaseSettings):
     job_shutdown_grace: float = 10.0
     # How long an Idempotency-Key keeps returning the same job, seconds.
     idempotency_ttl: float = 24 * 3600
+    # Finished jobs (with their items and events) are removed by gc this long after they
+    # finish, seconds; 0 keeps them forever. Never before their Idempotency-Key expires,
+    # nor while their completion callback is still being delivered.
+    job_retention: float = 30 * 24 * 3600
     # Completion callbacks: HMAC-SHA256 key (generated into the data dir when unset), and
     # delivery attempts with their backoff.
     callback_secret: str | None = Field(default=None, repr=False)

@@ -15,16 +15,18 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy import func, select, update
 
 from mediakeep import MediaKeep
-from mediakeep.db.models import Asset, Job, StoredObject, utcnow
+from mediakeep.db.models import Asset, Job, JobEvent, JobItem, StoredObject, utcnow
 from mediakeep.errors import (
     IdempotencyConflict,
     InvalidSignature,
     InvalidUrl,
     MediaKeepError,
+    NotFound,
 )
 from mediakeep.jobs import background_worker, verify_callback
 from mediakeep.jobs.repo import item_asset_id
 from mediakeep.jobs.runner import retry_delay
+from mediakeep.maintenance.gc import collect_garbage
 from mediakeep.pipeline.sources import BytesSource, UrlSource
 from mediakeep.pipeline.store import StoreRequest
 from tests.core.helpers import keys_in_store, rows_for
@@ -403,3 +405,84 @@ async def test_completion_callback_is_signed_and_retried(
         )
     with pytest.raises(InvalidSignature):
         verify_callback("other", delivered.body, delivered.headers["Mediakeep-Signature"])
+
+
+async def test_gc_removes_finished_jobs_past_retention_and_keeps_their_assets(
+    keeps: Keeps, provider: Provider, owner: str
+) -> None:
+    keep = await keeps.open(job_retention=7 * 86400, idempotency_ttl=86400)
+    jobs = {
+        name: await keep.submit_ingest([provider.url(f"/img/{owner}-{name}.png")], owner=owner)
+        for name in ("old", "recent", "calling_back")
+    }
+    async with background_worker(keep):
+        done = {name: await keep.wait_for_job(j.id, wait=30) for name, j in jobs.items()}
+    queued = await keep.submit_ingest([provider.url(f"/img/{owner}-queued.png")], owner=owner)
+    long_ago = utcnow() - timedelta(days=8)
+    async with keep.repo.sessions.begin() as s:
+        for name in ("old", "calling_back"):
+            await s.execute(
+                update(Job)
+                .where(Job.id == jobs[name].id)
+                .values(finished_at=long_ago, created_at=long_ago)
+            )
+        # Its completion callback is still being delivered: the job stays until it is done.
+        await s.execute(
+            update(Job).where(Job.id == jobs["calling_back"].id).values(callback_status="pending")
+        )
+        await s.execute(update(Job).where(Job.id == queued.id).values(created_at=long_ago))
+
+    dry = await collect_garbage(keep, grace=timedelta(hours=1), dry_run=True)
+    assert dry.old_jobs == 1
+    assert (await keep.get_job(jobs["old"].id)).status == "completed"
+
+    report = await collect_garbage(keep, grace=timedelta(hours=1))
+    assert report.old_jobs == 1 and not report.errors
+    with pytest.raises(NotFound):
+        await keep.get_job(jobs["old"].id)
+    async with keep.repo.sessions() as s:
+        for table in (JobEvent, JobItem):
+            left = await s.scalar(
+                select(func.count()).select_from(table).where(table.job_id == jobs["old"].id)
+            )
+            assert left == 0, table.__tablename__
+    for name in ("recent", "calling_back"):
+        assert (await keep.get_job(jobs[name].id)).status == "completed"
+    assert (await keep.get_job(queued.id)).status == "queued"
+    # History goes, media stays.
+    stored = await keep.get(done["old"].items[0].asset_id or "", owner=owner)
+    assert stored.size == len(render_image(f"{owner}-old", "png"))
+
+
+async def test_job_retention_zero_keeps_every_job(
+    keeps: Keeps, provider: Provider, owner: str
+) -> None:
+    keep = await keeps.open(job_retention=0, idempotency_ttl=0)
+    job = await keep.submit_ingest([provider.url(f"/img/{owner}-forever.png")], owner=owner)
+    async with background_worker(keep):
+        await keep.wait_for_job(job.id, wait=30)
+    async with keep.repo.sessions.begin() as s:
+        long_ago = utcnow() - timedelta(days=3650)
+        await s.execute(
+            update(Job).where(Job.id == job.id).values(finished_at=long_ago, created_at=long_ago)
+        )
+    assert (await collect_garbage(keep, grace=timedelta(0))).old_jobs == 0
+    assert (await keep.get_job(job.id)).status == "completed"
+
+
+async def test_a_job_inside_its_idempotency_window_is_kept_whatever_the_retention(
+    keeps: Keeps, provider: Provider, owner: str
+) -> None:
+    keep = await keeps.open(job_retention=1, idempotency_ttl=86400)
+    url = provider.url(f"/img/{owner}-idem-kept.png")
+    job = await keep.submit_ingest([url], owner=owner, idempotency_key="k1")
+    async with background_worker(keep):
+        await keep.wait_for_job(job.id, wait=30)
+    async with keep.repo.sessions.begin() as s:
+        await s.execute(
+            update(Job).where(Job.id == job.id).values(finished_at=utcnow() - timedelta(hours=1))
+        )
+    assert (await collect_garbage(keep, grace=timedelta(0))).old_jobs == 0
+    # A replay still finds the job instead of storing the item a second time.
+    again = await keep.submit_ingest([url], owner=owner, idempotency_key="k1")
+    assert again.id == job.id and again.replayed

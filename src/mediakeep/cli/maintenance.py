@@ -147,6 +147,7 @@ def gc(
         ):
             table.add_row(label, str(count), _size(size))
         out.print(table)
+        out.print(f"finished jobs past retention: {result.old_jobs}")
         out.print(
             f"records marked missing: {result.missing_marked}, found again: "
             f"{result.missing_restored}; unknown objects younger than the grace: "

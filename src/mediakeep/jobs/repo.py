@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, delete, or_, select, update
+from sqlalchemy import and_, delete, func, or_, select, update
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -20,7 +20,7 @@ from ..db.models import Asset, Job, JobEvent, JobItem, StoredObject, utcnow
 from ..errors import IdempotencyConflict, NotFound
 from ..models import AssetInfo
 from .hooks import hooks_for
-from .types import CallbackInfo, JobEventInfo, JobInfo, JobItemInfo, aware
+from .types import TERMINAL, CallbackInfo, JobEventInfo, JobInfo, JobItemInfo, aware
 
 # Fixed forever: item asset ids are derived from it, and must not change between versions.
 JOB_NAMESPACE = uuid.UUID("6f1c2a4e-8d3b-5c7a-9e2f-4b6d8a0c1e3f")
@@ -643,6 +643,32 @@ class JobRepository:
                         StoredObject.id == object_id, StoredObject.status == "pending"
                     )
                 )
+
+    async def prune_finished(
+        self, *, finished_before: datetime, created_before: datetime, limit: int, dry_run: bool
+    ) -> int:
+        """Remove up to ``limit`` finished jobs with their items and events (``dry_run``:
+        count them). A job whose callback is still pending stays until it is delivered or
+        given up on."""
+        eligible = and_(
+            Job.status.in_(TERMINAL),
+            Job.finished_at < finished_before,
+            Job.created_at < created_before,
+            or_(Job.callback_status.is_(None), Job.callback_status != "pending"),
+        )
+        if dry_run:
+            async with self.reads() as s:
+                return int(
+                    await s.scalar(select(func.count()).select_from(Job).where(eligible)) or 0
+                )
+        async with self.sessions.begin() as s:
+            ids = list((await s.execute(select(Job.id).where(eligible).limit(limit))).scalars())
+            if ids:
+                # Children first and explicitly: SQLite cascades only with foreign keys on.
+                await s.execute(delete(JobEvent).where(JobEvent.job_id.in_(ids)))
+                await s.execute(delete(JobItem).where(JobItem.job_id.in_(ids)))
+                await s.execute(delete(Job).where(Job.id.in_(ids)))
+        return len(ids)
 
     # -- completion callbacks ------------------------------------------------------------
 

@@ -49,6 +49,7 @@ class GcReport:
     old_version_bytes: int = 0
     failed_generation_files: int = 0  # stored media of generations that ended failed
     failed_generation_bytes: int = 0
+    old_jobs: int = 0  # finished jobs past MEDIAKEEP_JOB_RETENTION, with items and events
     missing_marked: int = 0  # records whose object is not in the store (status "missing")
     missing_restored: int = 0  # marked missing before, found again
     young_kept: int = 0  # unknown objects spared because they are younger than the grace
@@ -100,10 +101,30 @@ async def collect_garbage(
     await _uploads(keep, min(now - _UPLOAD_COMPLETE_GRACE, cutoff), report)
     await _retention(keep, cutoff, report)
     await _failed_generations(keep, cutoff, report)
+    await _job_history(keep, now, report)
     if scan_store:
         for bucket in dict.fromkeys((keep.settings.private_bucket, keep.settings.public_bucket)):
             await _scan_bucket(keep, bucket, cutoff, report)
     return report
+
+
+async def _job_history(keep: MediaKeep, now: datetime, report: GcReport) -> None:
+    """Finished jobs are history, not data: without a limit the jobs, items and events
+    tables grow with every request ever made. The assets they stored stay."""
+    s = keep.settings
+    if s.job_retention <= 0:
+        return
+    while True:
+        removed = await keep.job_repo.prune_finished(
+            finished_before=now - timedelta(seconds=s.job_retention),
+            created_before=now - timedelta(seconds=s.idempotency_ttl),
+            limit=_BATCH,
+            dry_run=report.dry_run,
+        )
+        report.old_jobs += removed
+        # Batches keep each transaction (and SQLite's write lock) short.
+        if report.dry_run or removed < _BATCH:
+            return
 
 
 async def _records(keep: MediaKeep, cutoff: datetime, report: GcReport) -> None:

@@ -95,6 +95,7 @@ async def tick(keep: MediaKeep, schedule: Schedule, *, force: bool = False) -> T
                     "removed": report.gc.removed,
                     "bytes": report.gc.removed_bytes,
                     "missing": report.gc.missing_marked,
+                    "jobs": report.gc.old_jobs,
                 },
             )
         return report
