@@ -8,6 +8,7 @@ end of the order keeps the warmest (or most fragmented) server state.
 from __future__ import annotations
 
 import argparse
+import compileall
 import json
 import os
 import secrets
@@ -260,6 +261,11 @@ class Bench:
             # model hands back a single result.
             workloads[f"large-{label}"] = (f,)
         warm_page_cache(corpus.root, [f for files in workloads.values() for f in files])
+        # As `pip install` leaves an installed package: byte-compiled. From a source checkout
+        # under PYTHONDONTWRITEBYTECODE=1 (set on this host) every mediakeep process would
+        # otherwise compile its ~110 modules afresh, a cost the peers' installed packages and
+        # rclone's binary never pay.
+        compileall.compile_dir(PROJECT_DIR / "src", quiet=1)
 
         weed_bin = tool("weed")
         if weed_bin is None:
