@@ -179,6 +179,9 @@ class Settings(BaseSettings):
     console_token_mint: bool = False
     # Ingest requests (ingest, uploads, presign) per owner per minute; 0 turns it off.
     ingest_rate_limit: int = 120
+    # New renditions (GET /render cache misses: a decode and an encode each) per owner per
+    # minute; renditions already made are served without limit. 0 turns it off.
+    render_rate_limit: int = 60
     # Largest JSON request body; uploads are bounded by max_file_size instead.
     max_request_body: int = 1024 * 1024
     max_ingest_urls: int = 100

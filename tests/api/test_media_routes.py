@@ -291,3 +291,28 @@ async def test_gc_orphan_sweep_keeps_live_renditions(api_for: ApiFactory) -> Non
         await collect_garbage(keep, grace=timedelta(0))
     assert len(await rendition_keys(api, bucket, up["key"])) == 1
     assert c.get(path, params={"w": 40}).content == first.content
+
+
+def test_new_renditions_are_rate_limited_per_owner_and_made_ones_are_not(
+    api_for: ApiFactory,
+) -> None:
+    api = api_for(LOCAL, render_rate_limit=2)
+    owner = new_owner()
+    c = api.client(owner)
+    up = upload(c, png((400, 300), seed=3))
+    path = f"/v1/assets/{up['id']}/render"
+    assert image_of(follow(c, path, w=40)).size == (40, 30)
+    assert image_of(follow(c, path, w=80)).size == (80, 60)
+    # A third new size within the minute: refused before any decode, with when to retry.
+    r = c.get(path, params={"w": 60})
+    assert r.status_code == 429, r.text
+    assert r.headers["content-type"] == "application/problem+json"
+    assert r.json()["code"] == "rate_limited" and "rendition" in r.json()["detail"]
+    assert int(r.headers["retry-after"]) >= 1
+    # Renditions already made are served as often as asked.
+    for _ in range(5):
+        assert image_of(follow(c, path, w=40)).size == (40, 30)
+    # Another owner has a budget of their own.
+    other = api.client(new_owner())
+    theirs = upload(other, png((400, 300), seed=4))
+    assert follow(other, f"/v1/assets/{theirs['id']}/render", w=60).status_code == 200

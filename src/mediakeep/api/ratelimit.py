@@ -23,7 +23,14 @@ class RateLimiter:
     """``per_minute`` requests per owner, in bursts of up to a minute's worth. State is in
     this process: behind several replicas each enforces the limit on its own share."""
 
-    def __init__(self, per_minute: int, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        per_minute: int,
+        clock: Callable[[], float] = time.monotonic,
+        *,
+        what: str = "ingest requests",
+    ) -> None:
+        self.what = what
         self.capacity = float(per_minute)
         self.rate = per_minute / 60.0
         self._clock = clock
@@ -51,9 +58,7 @@ class RateLimiter:
             bucket.tokens -= need
             return
         wait = math.ceil((need - bucket.tokens) / self.rate)
-        raise RateLimited(
-            f"too many ingest requests; try again in {wait} s", retry_after=max(1, wait)
-        )
+        raise RateLimited(f"too many {self.what}; try again in {wait} s", retry_after=max(1, wait))
 
     def _prune(self, now: float) -> None:
         for owner, b in list(self._buckets.items()):

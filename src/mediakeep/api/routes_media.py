@@ -14,6 +14,7 @@ from fastapi.responses import RedirectResponse
 from fastapi.security import HTTPAuthorizationCredentials
 
 from ..db.repo import VariantRow
+from ..errors import RateLimited
 from ..keep import MediaKeep
 from ..media.render import (
     MAX_EDGE,
@@ -34,6 +35,7 @@ from .deps import keep_of
 from .files import send_object
 from .links import WindowedLinks
 from .media_schemas import RenderUrlOut, RenderUrlRequest, VariantItem, VariantsOut
+from .ratelimit import RateLimiter
 from .schemas import VariantLink
 from .security import Owner, OwnerQuery, api_key_scheme, bearer_scheme, principal
 
@@ -149,6 +151,9 @@ def build_media_router(settings: Settings) -> APIRouter:
     r = APIRouter(prefix="/v1")
     links = WindowedLinks(settings.content_url_window)
     once = _Once()
+    # Each new rendition is a full decode and encode: the cheapest way to burn a server's
+    # CPU is asking for one asset at every width. Made renditions are served freely.
+    render_limiter = RateLimiter(settings.render_rate_limit, what="new renditions")
 
     def renditions(keep: MediaKeep) -> Renditions:
         if once.renditions is None:
@@ -229,7 +234,15 @@ def build_media_router(settings: Settings) -> APIRouter:
             request.state.owner = acting
             asset = await keep.get(str(asset_id), owner=acting)
         p = plan(req, display_size(asset))
-        key = await renditions(keep).ensure(asset, p)
+
+        def admit() -> None:
+            try:
+                render_limiter.check(asset.owner)
+            except RateLimited:
+                request.app.state.metrics.rate_limited.inc()
+                raise
+
+        key = await renditions(keep).ensure(asset, p, admit)
         return await serve_stored(
             request,
             keep,
@@ -248,7 +261,7 @@ def build_media_router(settings: Settings) -> APIRouter:
         methods=["GET"],
         tags=["urls"],
         response_class=Response,
-        responses=bytes_responses(415),
+        responses=bytes_responses(415, 429),
     )
     r.add_api_route(
         "/assets/{asset_id}/render",

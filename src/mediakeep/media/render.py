@@ -19,7 +19,7 @@ import math
 import os
 import tempfile
 import warnings
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, cast
@@ -271,8 +271,12 @@ class Renditions:
         self.max_pixels = max_pixels
         self._inflight: dict[tuple[str, str], asyncio.Future[None]] = {}
 
-    async def ensure(self, asset: AssetInfo, p: RenderPlan) -> str:
-        """The rendition's key in the asset's bucket, made first if it is not there."""
+    async def ensure(
+        self, asset: AssetInfo, p: RenderPlan, admit: Callable[[], None] | None = None
+    ) -> str:
+        """The rendition's key in the asset's bucket, made first if it is not there.
+        ``admit`` is asked before a new one is made (it raises to refuse, e.g. a rate
+        limit); finding a made one, or joining one being made, costs nothing."""
         display_size(asset)
         key = rendition_key(asset.key, p)
         if await self.store.head(asset.bucket, key) is not None:
@@ -280,6 +284,8 @@ class Renditions:
         slot = (asset.bucket, key)
         job = self._inflight.get(slot)
         if job is None:
+            if admit is not None:
+                admit()
             job = asyncio.ensure_future(self._make(asset, p, key))
             self._inflight[slot] = job
             job.add_done_callback(lambda done: self._finished(slot, done))
