@@ -25,11 +25,16 @@ BIN = Path(sys.executable).parent
 
 
 def run_recipe() -> list[str]:
-    """The command of the Makefile's ``run`` target, with $(BIN) resolved."""
+    """The command the Makefile's ``run`` target ends with (the server; the lines before it
+    prepare), with $(BIN) resolved."""
     lines = (ROOT / "Makefile").read_text().splitlines()
     start = next(i for i, line in enumerate(lines) if line.startswith("run:"))
-    recipe = lines[start + 1].strip()
-    return shlex.split(recipe.replace("$(BIN)", str(BIN)))
+    recipe = []
+    for line in lines[start + 1 :]:
+        if not line.startswith("\t"):
+            break
+        recipe.append(line.strip())
+    return shlex.split(recipe[-1].replace("$(BIN)", str(BIN)))
 
 
 def clean_env(data_dir: Path) -> dict[str, str]:
