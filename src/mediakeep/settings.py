@@ -111,6 +111,8 @@ class Settings(BaseSettings):
     # Longest wait between replication attempts while the remote is failing, seconds.
     hybrid_retry_max: float = 60.0
 
+    # For ids reserved before the write (job items, presigned uploads) {asset_id} is
+    # "<id>-<8 hex>": a key per write (docs/JOBS.md, "One key per write").
     key_template: str = "{owner}/{collection}/{asset_id}{suffix}.{ext}"
     default_collection: str = "default"
     max_file_size: int = 5 * 1024**3
