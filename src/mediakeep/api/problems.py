@@ -107,7 +107,10 @@ def for_error(exc: MediaKeepError) -> JSONResponse:
 
 def install(app: FastAPI) -> None:
     @app.exception_handler(MediaKeepError)
-    async def _mk(_req: Request, exc: MediaKeepError) -> JSONResponse:
+    async def _mk(req: Request, exc: MediaKeepError) -> JSONResponse:
+        if isinstance(exc, RateLimited):
+            # Counted here, where every refusal becomes a 429, whichever limiter refused.
+            req.app.state.metrics.rate_limited.inc()
         if exc.status >= 500:
             log.warning("request failed: %s", exc.message, extra={"code": exc.code})
         return for_error(exc)

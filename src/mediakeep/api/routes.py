@@ -117,13 +117,6 @@ def build_router(settings: Settings) -> APIRouter:
         m: Metrics = request.app.state.metrics
         return m
 
-    def limit(request: Request, owner: str, cost: int = 1) -> None:
-        try:
-            limiter.check(owner, cost)
-        except MediaKeepError:
-            metrics_of(request).rate_limited.inc()
-            raise
-
     # -- ingest ----------------------------------------------------------------------
 
     @r.post(
@@ -152,7 +145,7 @@ def build_router(settings: Settings) -> APIRouter:
         if len(body.urls) > keep.settings.max_ingest_urls:
             raise InvalidInput(f"at most {keep.settings.max_ingest_urls} URLs per request")
         _names(body.collection, body.slot)
-        limit(request, acting, len(body.urls))
+        limiter.check(acting, len(body.urls))
         if body.run_async:
             return await accept_ingest(keep, body, acting, idempotency_key)
         results = await keep.store_many(
@@ -242,7 +235,7 @@ def build_router(settings: Settings) -> APIRouter:
         )
         acting = who.acting_for(opts["owner"])
         request.state.owner = acting
-        limit(request, acting)
+        limiter.check(acting)
         keep = keep_of(request)
         name = (part.filename or "upload")[:255]
         m = metrics_of(request)
@@ -278,7 +271,7 @@ def build_router(settings: Settings) -> APIRouter:
         store, or to this service for the local store). Then call ``complete``."""
         acting = who.acting_for(body.owner or owner)
         request.state.owner = acting
-        limit(request, acting)
+        limiter.check(acting)
         keep = keep_of(request)
         up = await keep.presign_upload(
             owner=acting,

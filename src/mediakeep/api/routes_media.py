@@ -14,7 +14,6 @@ from fastapi.responses import RedirectResponse
 from fastapi.security import HTTPAuthorizationCredentials
 
 from ..db.repo import VariantRow
-from ..errors import RateLimited
 from ..keep import MediaKeep
 from ..media.render import (
     MAX_EDGE,
@@ -234,15 +233,7 @@ def build_media_router(settings: Settings) -> APIRouter:
             request.state.owner = acting
             asset = await keep.get(str(asset_id), owner=acting)
         p = plan(req, display_size(asset))
-
-        def admit() -> None:
-            try:
-                render_limiter.check(asset.owner)
-            except RateLimited:
-                request.app.state.metrics.rate_limited.inc()
-                raise
-
-        key = await renditions(keep).ensure(asset, p, admit)
+        key = await renditions(keep).ensure(asset, p, lambda: render_limiter.check(asset.owner))
         return await serve_stored(
             request,
             keep,

@@ -313,33 +313,31 @@ def _key_id(asset_id: str, *, reserved: bool) -> str:
     return f"{asset_id}-{secrets.token_hex(4)}" if reserved else asset_id
 
 
-async def _read_head(chunks: AsyncIterator[bytes], want: int) -> tuple[bytes, bool]:
+async def _gather(chunks: AsyncIterator[bytes], want: int) -> tuple[list[bytes], bool]:
+    """Chunks until at least ``want`` bytes are read, or to the end (then True)."""
     parts: list[bytes] = []
     size = 0
     while size < want:
         try:
             chunk = await anext(chunks)
         except StopAsyncIteration:
-            return b"".join(parts), True
+            return parts, True
         parts.append(chunk)
         size += len(chunk)
-    return b"".join(parts), False
+    return parts, False
+
+
+async def _read_head(chunks: AsyncIterator[bytes], want: int) -> tuple[bytes, bool]:
+    parts, eof = await _gather(chunks, want)
+    return b"".join(parts), eof
 
 
 async def _whole_if_small(chunks: AsyncIterator[bytes], limit: int) -> bytes | AsyncIterator[bytes]:
     """The whole body as one buffer if it ends within ``limit`` bytes; else a stream that
     replays what was read and goes on. Without it the store joined one copy for its PUT
     while the spool held the chunks for another: two buffers per image in flight."""
-    parts: list[bytes] = []
-    size = 0
-    while size <= limit:
-        try:
-            chunk = await anext(chunks)
-        except StopAsyncIteration:
-            return b"".join(parts)
-        parts.append(chunk)
-        size += len(chunk)
-    return _replay(parts, chunks)
+    parts, eof = await _gather(chunks, limit + 1)
+    return b"".join(parts) if eof else _replay(parts, chunks)
 
 
 async def _replay(parts: list[bytes], rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
