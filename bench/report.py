@@ -193,8 +193,9 @@ def ratio_matrix(report: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
 
 def _micro_cells(entry: Record) -> list[str]:
     if entry["status"] == "ok":
-        rate = entry.get("urls_per_s", entry.get("requests_per_s", 0.0))
-        return [entry["name"], f"{rate:,.0f}", entry.get("note", "")]
+        rate = entry.get("urls_per_s", entry.get("requests_per_s", entry.get("per_s", 0.0)))
+        shown = f"{rate:,.0f}" if rate >= 100 else f"{rate:.1f}"
+        return [entry["name"], shown, entry.get("note", "")]
     return [entry["name"], "ERROR", entry.get("note", "")]
 
 

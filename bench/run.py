@@ -206,6 +206,38 @@ class Bench:
         assert self.weed is not None and self.weed.target is not None
         return links.run(self.weed.target, job.rundir, buckets)
 
+    def micro_thumbnails(self) -> dict[str, Any]:
+        """``bench.media`` in its own process: variants per second per core through the
+        pipeline's media pool, and against plain Pillow."""
+        name = "thumbnails per core (3 variants + placeholder per 1024² image)"
+        job = self.job(MICRO, "media", 0, ())
+        out = job.rundir / "media.json"
+        rounds = "3" if self.args.quick else "10"
+        cmd = [sys.executable, "-m", "bench.media", "--rounds", rounds, "--out", str(out)]
+        try:
+            env, logs = base_env(job.rundir), job.rundir / "proc"
+            m = run_measured(cmd, env=env, cwd=PROJECT_DIR, logs=logs, timeout=600)
+            error = failure(m)
+            if error:
+                return {"name": name, "status": "error", "note": error}
+            result = json.loads(out.read_text())
+        except Exception as exc:
+            return {"name": name, "status": "error", "note": f"harness: {exc}"}
+        scaling, variants = result["scaling"], result["variants"]
+        note = (
+            f"images/s on 1 media worker, half PNG half JPEG; 2 workers "
+            f"{scaling['two_workers_images_per_s']:,.1f}/s ({scaling['speedup']:.2f}x); "
+            f"vs plain Pillow thumbnail() per variant: PNG {variants['png']['speedup']:.2f}x, "
+            f"JPEG {variants['jpeg']['speedup']:.2f}x faster"
+        )
+        return {
+            "name": name,
+            "status": "ok",
+            "note": note,
+            "per_s": scaling["one_worker_images_per_s"],
+            "media": result,
+        }
+
     def micro_signed_urls(self) -> dict[str, Any]:
         assert self.cdn is not None
         batch = QUICK_URL_BATCH if self.args.quick else URL_BATCH
@@ -329,6 +361,9 @@ class Bench:
                 print(f"  {micro[-1]['status']}: {micro[-1].get('note', '')}", flush=True)
                 print("micro-benchmark: permanent-link redirects ...", flush=True)
                 micro.append(self.micro_links())
+                print(f"  {micro[-1]['status']}: {micro[-1].get('note', '')}", flush=True)
+                print("micro-benchmark: thumbnails ...", flush=True)
+                micro.append(self.micro_thumbnails())
                 print(f"  {micro[-1]['status']}: {micro[-1].get('note', '')}", flush=True)
             weed_version = self.weed.version()
 
