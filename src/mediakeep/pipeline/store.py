@@ -4,6 +4,7 @@ goes through. Stream in, hash and sniff on the way, write once, record, dedup.""
 from __future__ import annotations
 
 import asyncio
+import io
 import logging
 import secrets
 import time
@@ -23,6 +24,7 @@ from ..errors import (
     StoreError,
     UnsupportedMediaType,
 )
+from ..media.image import ImageReport
 from ..media.probe import probe_header
 from ..media.strip import MetadataFilter
 from ..models import AssetInfo
@@ -180,32 +182,47 @@ class StorePipeline:
                 ext=extension_for(content_type),
                 kind=kind,
             )
-            pending = await self.repo.begin_write(
-                owner=req.owner,
-                collection=req.collection,
-                slot=req.slot,
-                public=req.public,
-                bucket=bucket,
-                key=key,
-                content_type=content_type,
-                media_kind=kind,
-                source_url=opened.source_url,
-                provider=req.provider,
-                metadata=req.metadata,
-                asset_id=asset_id,
-                width=header.width,
-                height=header.height,
-            )
             if self.media.wants_av_probe(content_type):
                 self.media.prepare_av()
             meter = _Meter(head, opened.chunks, eof, cfg.max_file_size, declared, on_bytes)
             flt = self.media.metadata_filter(content_type, req.collection)
             spool = Spool(SPOOL_IN_MEMORY) if self.media.wants_image_check(content_type) else None
             out = _Digest(meter.body(), flt, spool)
+            check: asyncio.Future[ImageReport] | None = None
+            # The intent is recorded while the body downloads; the upload waits for it.
+            begin = asyncio.ensure_future(
+                self.repo.begin_write(
+                    owner=req.owner,
+                    collection=req.collection,
+                    slot=req.slot,
+                    public=req.public,
+                    bucket=bucket,
+                    key=key,
+                    content_type=content_type,
+                    media_kind=kind,
+                    source_url=opened.source_url,
+                    provider=req.provider,
+                    metadata=req.metadata,
+                    asset_id=asset_id,
+                    width=header.width,
+                    height=header.height,
+                )
+            )
             try:
-                body = await _whole_if_small(out.stream(), WHOLE_BODY)
+                try:
+                    body = await _whole_if_small(out.stream(), WHOLE_BODY)
+                except BaseException:
+                    # Nothing was uploaded, but the pending rows may be written: undo them.
+                    pending = await _settled(begin)
+                    raise
+                pending = await begin
                 if isinstance(body, bytes) and spool is not None:
                     spool.adopt(body)
+                    # The whole body is here: check it while it uploads, not after.
+                    whole = body
+                    check = asyncio.ensure_future(
+                        self.media.analyse_image(lambda: io.BytesIO(whole), content_type)
+                    )
                 try:
                     info = await self.store.put(
                         bucket,
@@ -233,9 +250,13 @@ class StorePipeline:
                     raise UnsupportedMediaType(problem, content_type=content_type)
                 await self._verify(bucket, key, out.size, info)
                 image = None
-                if spool is not None:
+                if check is not None:
+                    image = await check
+                elif spool is not None:
                     image = await self.media.analyse_image(spool.reader, content_type)
             finally:
+                if check is not None:
+                    _abandon(check)
                 if spool is not None:
                     spool.close()
             media_info: dict[str, Any] = {}
@@ -304,6 +325,22 @@ class StorePipeline:
                 exc_info=True,
                 extra={"category": "cleanup", "key": pending.key},
             )
+
+
+async def _settled(task: asyncio.Future[PendingWrite]) -> PendingWrite | None:
+    """The pending write, once its transaction has ended; None if it failed."""
+    try:
+        return await task
+    except Exception:
+        return None
+
+
+def _abandon(fut: asyncio.Future[Any]) -> None:
+    """A check nobody will wait for: stop it if it has not started, and take its outcome
+    so that a failure is not reported as never retrieved."""
+    if not fut.done():
+        fut.cancel()
+    fut.add_done_callback(lambda f: f.cancelled() or f.exception())
 
 
 def _key_id(asset_id: str, *, reserved: bool) -> str:
