@@ -41,18 +41,24 @@ async def test_cancelling_during_a_queued_finalize_loses_nothing(
         await finish_body.wait()
         yield data[head:]
 
-    # Know when the finalize is handed to the writer thread.
+    # Know when the pending rows are committed (while the body downloads), and when the
+    # finalize is handed to the writer thread.
+    pending_written = asyncio.Event()
     finalize_queued = asyncio.Event()
     real_run = keep.repo.writes.run
 
     async def run(fn: Any, /, **kwargs: Any) -> Any:
         if fn is writes.finalize:
             finalize_queued.set()
-        return await real_run(fn, **kwargs)
+        result = await real_run(fn, **kwargs)
+        if fn is writes.insert_pending:
+            pending_written.set()
+        return result
 
     keep.repo.writes.run = run  # type: ignore[method-assign]
     storing = asyncio.ensure_future(keep.put_stream(body(), owner=owner))
-    await asyncio.wait_for(body_sent.wait(), 10)  # the pending rows are written by now
+    await asyncio.wait_for(body_sent.wait(), 10)
+    await asyncio.wait_for(pending_written.wait(), 10)
     (bucket, key) = (await _rows(keep, owner))[0][1:]
 
     # Occupy the writer thread, so the finalize queues behind this transaction.
