@@ -109,7 +109,8 @@ class Service:
 
     def client(self, owner: str | None = None, **kw: Any) -> httpx.Client:
         headers = {"Authorization": f"Bearer {mint_token(JWT_SECRET, owner)}"} if owner else {}
-        c = httpx.Client(base_url=self.url, headers=headers, timeout=60, trust_env=False, **kw)
+        kw.setdefault("timeout", 60)
+        c = httpx.Client(base_url=self.url, headers=headers, trust_env=False, **kw)
         self.clients.append(c)
         return c
 

@@ -118,3 +118,22 @@ async def test_events_stream_progress_from_the_database(
     missing = "00000000-0000-4000-8000-000000000000"
     assert c.get(f"/v1/jobs/{missing}/events").status_code == 404
     assert svc.client(owner + "z").get(job["events_url"]).status_code == 404
+
+
+async def test_event_streams_are_pushed_at_commit_not_at_the_next_poll(
+    keeps: Keeps, services: Any, media: MediaServer, owner: str, monkeypatch: Any
+) -> None:
+    from mediakeep.api import routes_jobs
+
+    # Reads for other processes' events would come a minute apart; this process's worker
+    # commits must wake the stream instead. A stream that waited for the poll would run
+    # into the client's read timeout.
+    monkeypatch.setattr(routes_jobs, "EVENTS_POLL", 60.0)
+    svc = services()
+    c = svc.client(owner, timeout=httpx.Timeout(30, read=20))
+    url = media.url(f"/big/600000.mp4?chunk=32768&delay=0.05&o={owner}")
+    job = c.post("/v1/ingest", json={"urls": [url], "async": True}).json()
+    with c.stream("GET", job["events_url"]) as resp:
+        types = [t for _, t, _ in sse_events(resp.iter_lines())]
+    assert types[0] == "queued" and types[-1] == "done"
+    assert "downloading" in types and types.count("stored") == 1

@@ -5,7 +5,6 @@ trusted by fal's signature plus a ticket mediakeep signed."""
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
@@ -19,6 +18,7 @@ from ..integrations.generations import GenerationInfo
 from ..integrations.persist import MediaMatcher
 from ..keep import MAX_EXPIRES, MediaKeep
 from ..settings import Settings
+from ..waiting import event_within
 from .deps import keep_of
 from .ratelimit import RateLimiter
 from .schemas import IngestRequest
@@ -53,9 +53,10 @@ IdempotencyKey = Annotated[
         "stores nothing twice; reused for a different request it is refused (409).",
     ),
 ]
-# How often an event stream looks for new events, and how long one stream lasts before
-# the client reconnects (with Last-Event-ID, losing nothing).
-EVENTS_POLL = 0.25
+# An event stream is woken by this process's commits; it also reads every EVENTS_POLL
+# seconds, for events another process (a separate worker) wrote. One stream lasts
+# EVENTS_STREAM_MAX before the client reconnects (with Last-Event-ID, losing nothing).
+EVENTS_POLL = 1.0
 EVENTS_STREAM_MAX = 300.0
 KEEPALIVE = 15.0
 MAX_PERSIST_URLS = 1000
@@ -442,27 +443,31 @@ async def _event_stream(keep: MediaKeep, job_id: str, after: int) -> AsyncIterat
     # Reconnect after 2 s; the browser sends Last-Event-ID and loses nothing.
     yield "retry: 2000\n\n"
     while True:
-        try:
-            events = await keep.job_events(job_id, after=last, limit=200)
-        except MediaKeepError:
-            return
-        for event in events:
-            yield event.sse()
-            last = event.id
-            if event.final:
+        # Watching starts before the read, so events committed in between still wake us.
+        with keep.job_signals.watch(job_id) as changed:
+            try:
+                events = await keep.job_events(job_id, after=last, limit=200)
+            except MediaKeepError:
                 return
-        now = time.monotonic()
-        if events:
-            idle = now
-            continue
-        if (await keep.get_job(job_id)).terminal:
-            # Finished (perhaps just now): send what came meanwhile; nothing more will.
-            for event in await keep.job_events(job_id, after=last, limit=200):
+            for event in events:
                 yield event.sse()
-            return
-        if now - started > EVENTS_STREAM_MAX:
-            return
-        if now - idle > KEEPALIVE:
-            idle = now
-            yield ": keep-alive\n\n"
-        await asyncio.sleep(EVENTS_POLL)
+                last = event.id
+                if event.final:
+                    return
+            now = time.monotonic()
+            if events:
+                idle = now
+                continue
+            if (await keep.get_job(job_id)).terminal:
+                # Finished (perhaps just now): send what came meanwhile; nothing more will.
+                for event in await keep.job_events(job_id, after=last, limit=200):
+                    yield event.sse()
+                return
+            if now - started > EVENTS_STREAM_MAX:
+                return
+            if now - idle > KEEPALIVE:
+                idle = now
+                yield ": keep-alive\n\n"
+            # Woken at once by this process's commits; the timeout catches events that
+            # another process (a separate worker) wrote.
+            await event_within(changed, EVENTS_POLL)

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import builtins
 import contextlib
@@ -23,8 +22,10 @@ from ..pipeline.keys import validate_name
 from ..pipeline.store import StorePipeline
 from ..settings import Settings
 from ..stores.base import ObjectStore
+from ..waiting import event_within
 from .repo import BeforeCommit, Claimed, JobRepository, Lease, NewItem
 from .runner import JobRunner
+from .signals import JobSignals
 from .sources import check_source, describe
 from .types import JobEventInfo, JobInfo
 from .worker import JobWorker, LeaseLost, run_leased, worker_name
@@ -65,9 +66,21 @@ class JobsMixin:
         found: JobRepository | None = getattr(self, "_job_repo", None)
         if found is None:
             found = JobRepository(
-                self.repo.sessions, self.repo.engine.dialect.name, self.repo.reads
+                self.repo.sessions,
+                self.repo.engine.dialect.name,
+                self.repo.reads,
+                signals=self.job_signals,
             )
             self._job_repo = found
+        return found
+
+    @property
+    def job_signals(self) -> JobSignals:
+        """Wakes readers of a job's events when this process commits new ones."""
+        found: JobSignals | None = getattr(self, "_job_signals", None)
+        if found is None:
+            found = JobSignals()
+            self._job_signals = found
         return found
 
     @property
@@ -271,16 +284,19 @@ class JobsMixin:
         wait: float = 60.0,
         poll: float = 0.1,
     ) -> JobInfo:
-        """Poll until the job is completed, partial or failed (TimeoutError after
-        ``wait`` seconds)."""
+        """Wait until the job is completed, partial or failed (TimeoutError after
+        ``wait`` seconds). A job run by this process wakes the wait when it finishes; one
+        run elsewhere is seen by reading its status every ``poll`` seconds."""
         deadline = time.monotonic() + wait
         while True:
-            job = await self.job_repo.get(job_id, owner)
-            if job.terminal:
-                return job
-            if time.monotonic() >= deadline:
-                raise TimeoutError(f"job {job_id} is still {job.status}")
-            await asyncio.sleep(poll)
+            with self.job_signals.watch(job_id) as changed:
+                job = await self.job_repo.get(job_id, owner)
+                if job.terminal:
+                    return job
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError(f"job {job_id} is still {job.status}")
+                await event_within(changed, min(poll, left))
 
 
 def _as_text(src: str | bytes) -> str:

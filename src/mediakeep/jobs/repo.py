@@ -12,19 +12,25 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, delete, func, or_, select, update
+from sqlalchemy import and_, delete, event, func, or_, select, update
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.orm import Session
 
 from ..db.models import Asset, Job, JobEvent, JobItem, StoredObject, utcnow
 from ..errors import IdempotencyConflict, NotFound
 from ..models import AssetInfo
 from .hooks import hooks_for
+from .signals import JobSignals
 from .types import TERMINAL, CallbackInfo, JobEventInfo, JobInfo, JobItemInfo, aware
 
 # Fixed forever: item asset ids are derived from it, and must not change between versions.
 JOB_NAMESPACE = uuid.UUID("6f1c2a4e-8d3b-5c7a-9e2f-4b6d8a0c1e3f")
 BeforeCommit = Callable[[AsyncSession, Job], Awaitable[None]]
+
+
+# Session.info key: the jobs whose events this transaction wrote.
+_TOUCHED = "mediakeep_jobs_with_events"
 
 
 def item_asset_id(job_id: str, position: int) -> str:
@@ -121,9 +127,11 @@ class JobRepository:
         sessions: async_sessionmaker[AsyncSession],
         dialect: str,
         reads: async_sessionmaker[AsyncSession] | None = None,
+        signals: JobSignals | None = None,
     ) -> None:
         self.sessions = sessions
         self.reads = reads or sessions
+        self.signals = signals
         self._lock_rows = dialect == "postgresql"
 
     def for_update(self, stmt: Any, *, skip_locked: bool = False) -> Any:
@@ -139,9 +147,22 @@ class JobRepository:
         )
         return list(rows.scalars())
 
-    @staticmethod
-    def _event(s: AsyncSession, job_id: str, type_: str, data: dict[str, Any]) -> None:
+    def _event(self, s: AsyncSession, job_id: str, type_: str, data: dict[str, Any]) -> None:
         s.add(JobEvent(job_id=job_id, type=type_, data=data, created_at=utcnow()))
+        if self.signals is None:
+            return
+        touched: set[str] | None = s.info.get(_TOUCHED)
+        if touched is None:
+            touched = s.info[_TOUCHED] = set()
+            # Readers are woken once the events are visible to them: after the commit,
+            # never for a transaction that rolls back.
+            event.listen(s.sync_session, "after_commit", self._committed, once=True)
+        touched.add(job_id)
+
+    def _committed(self, session: Session) -> None:
+        touched = session.info.pop(_TOUCHED, None)
+        if touched and self.signals is not None:
+            self.signals.notify(touched)
 
     # -- accepting -----------------------------------------------------------------------
 
