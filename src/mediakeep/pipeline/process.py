@@ -4,10 +4,9 @@
 from __future__ import annotations
 
 import asyncio
-import importlib
 import os
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, TypeVar
@@ -64,7 +63,6 @@ class MediaProcessor:
     def __init__(self, config: MediaConfig) -> None:
         self.config = config
         self._executor: ThreadPoolExecutor | None = None
-        self._av_loading: Future[Any] | None = None
 
     @property
     def _pool(self) -> ThreadPoolExecutor:
@@ -115,14 +113,6 @@ class MediaProcessor:
         """Other CPU-bound media work (e.g. on-the-fly renditions) on the same bounded pool."""
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._pool, fn, *args)
-
-    def prepare_av(self) -> None:
-        """Start importing PyAV (FFmpeg's libraries: ~60 ms of CPU and ~30 MB) in the
-        background, once per process. Called when a video or audio file starts to arrive,
-        so the import overlaps its upload, which waits on the network, instead of
-        delaying the probe that follows it. Processes that never see one never pay."""
-        if self._av_loading is None:
-            self._av_loading = self._pool.submit(importlib.import_module, "mediakeep.media.avprobe")
 
     async def probe_av(self, location: str, content_type: str) -> Any:
         from ..media.avprobe import probe

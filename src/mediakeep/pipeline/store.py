@@ -182,8 +182,6 @@ class StorePipeline:
                 ext=extension_for(content_type),
                 kind=kind,
             )
-            if self.media.wants_av_probe(content_type):
-                self.media.prepare_av()
             meter = _Meter(head, opened.chunks, eof, cfg.max_file_size, declared, on_bytes)
             flt = self.media.metadata_filter(content_type, req.collection)
             spool = Spool(SPOOL_IN_MEMORY) if self.media.wants_image_check(content_type) else None
