@@ -1,10 +1,10 @@
 """A copy of a stream's bytes for a check made after the upload (the image decode check).
 
 Writing keeps a reference to each chunk instead of copying it: the chunks are the very
-objects handed to the store. A body small enough to go to the store as one buffer is
-adopted as that buffer (no second copy); otherwise the chunks are joined once, in the media
-thread that reads them. Past ``limit`` bytes the copy rolls over to a temporary file, so
-memory stays bounded whatever the size."""
+objects handed to the store. A body small enough to go to the store as one buffer does not
+need the spool (the check reads that buffer, during the upload); for a longer one the
+chunks are joined once, in the media thread that reads them. Past ``limit`` bytes the copy
+rolls over to a temporary file, so memory stays bounded whatever the size."""
 
 from __future__ import annotations
 
@@ -31,11 +31,6 @@ class Spool:
             for chunk in self._chunks:
                 self._file.write(chunk)
             self._chunks = []
-
-    def adopt(self, data: bytes) -> None:
-        """``data`` is everything written so far, joined: keep it instead of the chunks."""
-        if self._file is None:
-            self._chunks = [data]
 
     def reader(self) -> IO[bytes]:
         """The bytes written, from the start (call it where blocking is fine)."""

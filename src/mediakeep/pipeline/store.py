@@ -215,8 +215,9 @@ class StorePipeline:
                     raise
                 pending = await begin
                 if isinstance(body, bytes) and spool is not None:
-                    spool.adopt(body)
-                    # The whole body is here: check it while it uploads, not after.
+                    # The whole body is here: check it while it uploads, not after. The
+                    # check reads this one buffer, so the spool's chunks can go now.
+                    spool.close()
                     whole = body
                     check = asyncio.ensure_future(
                         self.media.analyse_image(lambda: io.BytesIO(whole), content_type)
