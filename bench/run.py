@@ -74,6 +74,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--images", type=int, default=None, help="image count (default 240)")
     parser.add_argument("--no-1g", action="store_true", help="skip the 1 GB file")
     parser.add_argument(
+        "--workload",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="run only these workloads (images, large-50MB, large-200MB, large-1GB; repeat "
+        "or comma-separate)",
+    )
+    parser.add_argument(
         "--pg-dsn",
         default=DEFAULT_PG_DSN,
         help="admin DSN used to create a fresh database per PostgreSQL run",
@@ -92,6 +100,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if args.out is None:
         args.out = RESULTS_DIR / ("quick.json" if args.quick else "latest.json")
     args.only = [name.strip() for item in args.only for name in item.split(",") if name.strip()]
+    args.workload = [w.strip() for item in args.workload for w in item.split(",") if w.strip()]
     return args
 
 
@@ -284,10 +293,14 @@ class Bench:
         large = ["50MB"] if args.quick else list(LARGE_SIZES)
         if args.no_1g:
             large = [label for label in large if label != "1GB"]
+        if args.workload:
+            large = [label for label in large if f"large-{label}" in args.workload]
 
         print(f"corpus: {args.images} images + {', '.join(large) or 'no'} video(s)", flush=True)
         corpus = ensure_corpus(WORK_DIR / "corpus", args.images, large)
-        workloads: dict[str, tuple[CorpusFile, ...]] = {"images": corpus.images}
+        workloads: dict[str, tuple[CorpusFile, ...]] = {}
+        if not args.workload or "images" in args.workload:
+            workloads["images"] = corpus.images
         for label, f in corpus.large.items():
             # Each large file is its own workload: one URL per invocation, as when a video
             # model hands back a single result.

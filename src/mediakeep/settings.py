@@ -158,6 +158,11 @@ class Settings(BaseSettings):
     variant_format: Literal["webp", "jpeg", "png", "avif"] = "webp"
     variant_quality: int = 80
     placeholders: bool = True
+    # What an image is checked for when no variant needs its pixels: "structure" (every
+    # PNG chunk's CRC, every JPEG segment and table, through to the end marker) or
+    # "decode" (the pixels are decoded too, which also finds damage inside the
+    # compressed data, at ~20x the CPU for a JPEG).
+    image_check: Literal["structure", "decode"] = "structure"
     strip_metadata: bool = True
     keep_metadata_collections: Annotated[tuple[str, ...], NoDecode] = ()
     video_posters: bool = True

@@ -11,6 +11,7 @@ from fractions import Fraction
 from pathlib import Path
 
 import av
+import pytest
 from PIL import Image
 
 from mediakeep import MediaKeep
@@ -155,19 +156,60 @@ async def test_giant_png_header_is_refused_cheaply(keep: MediaKeep, owner: str) 
     await assert_nothing_stored(keep, owner)
 
 
-async def test_truncated_and_corrupt_jpegs_are_refused(keep: MediaKeep, owner: str) -> None:
+NO_PIXELS_NEEDED = {"variants_enabled": False, "placeholders": False}
+
+
+@pytest.mark.parametrize("pixels", ["variants", "no variants"])
+async def test_truncated_and_corrupt_jpegs_are_refused(
+    keeps: KeepFactory, owner: str, pixels: str
+) -> None:
+    # With variants the image is decoded anyway; without, its structure is walked instead.
+    keep = await keeps.open(**({} if pixels == "variants" else NO_PIXELS_NEEDED))
     buf = io.BytesIO()
     picture((400, 300)).save(buf, "JPEG", quality=90)
     data = buf.getvalue()
     cut = await keep.put_bytes(data[: len(data) // 2], owner=owner)
     assert cut.status == "failed"
-    # Intact structure, a Huffman table whose code counts overflow: only a decode finds it.
+    # Intact segments, a Huffman table whose code counts overflow.
     dht = data.index(b"\xff\xc4")
     garbled = data[: dht + 5] + b"\xff" * 16 + data[dht + 21 :]
     bad = await keep.put_bytes(garbled, owner=owner)
     assert bad.status == "failed"
     assert bad.error and bad.error["code"] in ("corrupt_media", "unsupported_media_type")
     await assert_nothing_stored(keep, owner)
+    good = await keep.put_bytes(jpeg_with_gps(6), owner=owner)
+    assert good.status == "stored" and good.asset is not None
+    # Orientation 6: the size people see is the stored one turned on its side.
+    assert (good.asset.width, good.asset.height) == (200, 320)
+    assert (good.asset.media_info or {})["format"] == "JPEG"
+
+
+def png_with_broken_pixels() -> bytes:
+    """A PNG whose every chunk and CRC is sound but whose compressed pixels are not."""
+    buf = io.BytesIO()
+    picture((64, 64)).save(buf, "PNG")
+    data = bytearray(buf.getvalue())
+    at = data.index(b"IDAT")
+    length = struct.unpack(">I", data[at - 4 : at])[0]
+    data[at + 4 + length // 2 : at + 4 + length // 2 + 8] = b"\x00" * 8
+    crc = zlib.crc32(bytes(data[at : at + 4 + length])) & 0xFFFFFFFF
+    data[at + 4 + length : at + 8 + length] = struct.pack(">I", crc)
+    return bytes(data)
+
+
+async def test_image_check_decode_also_refuses_damage_inside_the_pixels(
+    keeps: KeepFactory, owner: str
+) -> None:
+    walked = await keeps.open(**NO_PIXELS_NEEDED)
+    kept = await walked.put_bytes(png_with_broken_pixels(), owner=owner)
+    # The structure check keeps what the provider sent: every chunk is intact.
+    assert kept.status == "stored", kept.error
+    decoding = await keeps.open(**NO_PIXELS_NEEDED, image_check="decode")
+    other = f"{owner}x"
+    refused = await decoding.put_bytes(png_with_broken_pixels(), owner=other)
+    assert refused.status == "failed"
+    assert refused.error and refused.error["code"] == "corrupt_media"
+    await assert_nothing_stored(decoding, other)
 
 
 async def test_animated_gif_records_frames(keep: MediaKeep, owner: str) -> None:

@@ -7,15 +7,21 @@ threads use every core without copying bytes between processes."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import io
+import mmap
+import os
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
 from PIL import Image, ImageOps
 
+from .jpeg import check_jpeg
 from .strip import CorruptMedia
 
 
@@ -102,9 +108,17 @@ def _needed_scale(presets: list[Preset], size: tuple[int, int]) -> tuple[int, in
 
 
 def analyse(
-    path: Path | IO[bytes], content_type: str, presets: list[Preset], placeholder: bool
+    path: Path | IO[bytes],
+    content_type: str,
+    presets: list[Preset],
+    placeholder: bool,
+    decode: bool = False,
 ) -> ImageReport:
-    """Decode once, verify, and make every preset from that decode (largest first)."""
+    """Decode once, verify, and make every preset from that decode (largest first).
+
+    When nothing needs the pixels (no presets, no placeholder) and ``decode`` is off, PNG
+    and JPEG are checked for structure instead of decoded: every PNG chunk's CRC, every
+    JPEG segment and table (see ``jpeg.check_jpeg``)."""
     try:
         with warnings.catch_warnings():
             # The pipeline enforced its own pixel limit from the header already.
@@ -114,10 +128,13 @@ def analyse(
             frames = int(getattr(img, "n_frames", 1))
             mode = img.mode
             size = img.size
-            cheap = not presets and not placeholder
+            cheap = not presets and not placeholder and not decode
             if cheap and fmt == "PNG":
                 # CRCs and structure of every chunk, without inflating pixels.
                 img.verify()
+            elif cheap and fmt == "JPEG":
+                with _bytes_of(path) as data:
+                    check_jpeg(data)
             else:
                 if fmt == "JPEG":
                     # DCT scaling: decode at (at least) the size the variants need; the
@@ -167,6 +184,21 @@ def analyse(
         blob = encode(tiny, "webp", 30)
         report.placeholder = "data:image/webp;base64," + base64.b64encode(blob).decode()
     return report
+
+
+@contextmanager
+def _bytes_of(source: Path | IO[bytes]) -> Iterator[bytes | mmap.mmap]:
+    """The whole file as one buffer: the one in memory, or a read-only map of the file
+    (a body too large to be kept in memory was spooled to disk)."""
+    if isinstance(source, io.BytesIO):
+        yield source.getvalue()
+        return
+    with contextlib.ExitStack() as stack:
+        f = stack.enter_context(source.open("rb")) if isinstance(source, Path) else source
+        if os.fstat(f.fileno()).st_size == 0:
+            yield b""
+            return
+        yield stack.enter_context(mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ))
 
 
 def _fits(size: tuple[int, int], preset: Preset) -> bool:

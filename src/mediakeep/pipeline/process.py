@@ -28,6 +28,7 @@ class MediaConfig:
     enabled: bool = True
     presets: list[Preset] = field(default_factory=list)
     placeholders: bool = True
+    decode_check: bool = False
     strip_metadata: bool = True
     keep_metadata_collections: tuple[str, ...] = ()
     video_posters: bool = True
@@ -52,6 +53,7 @@ class MediaConfig:
             enabled=s.media_processing,
             presets=presets,
             placeholders=s.placeholders,
+            decode_check=s.image_check == "decode",
             strip_metadata=s.strip_metadata,
             keep_metadata_collections=tuple(s.keep_metadata_collections),
             video_posters=s.video_posters,
@@ -98,6 +100,7 @@ class MediaProcessor:
         """``source`` is a path, or what opens the bytes (called in the media thread)."""
         loop = asyncio.get_running_loop()
         presets, placeholders = self.config.presets, self.config.placeholders
+        decode = self.config.decode_check
 
         def work() -> ImageReport:
             return analyse(
@@ -105,6 +108,7 @@ class MediaProcessor:
                 content_type,
                 presets,
                 placeholders,
+                decode,
             )
 
         return await loop.run_in_executor(self._pool, work)
