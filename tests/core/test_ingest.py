@@ -59,6 +59,20 @@ async def test_same_bytes_twice_for_one_owner_store_one_object(
     assert await rows_for(keep, owner) == (2, 1)
 
 
+async def test_the_same_bytes_stored_concurrently_become_one_object(
+    keep: MediaKeep, owner: str
+) -> None:
+    # Every writer finds no twin, then all but one lose the race on the owner's
+    # (bucket, sha256) constraint at finalize and must come back as duplicates.
+    data = png_bytes(41)
+    results = await keep.store_many([data] * 12, owner=owner, concurrency=12)
+    statuses = sorted(r.status for r in results)
+    assert statuses == ["deduplicated"] * 11 + ["stored"], [r.error for r in results]
+    assert len({r.key for r in results}) == 1
+    assert len(await keys_in_store(keep, owner)) == 1
+    assert await rows_for(keep, owner) == (12, 1)
+
+
 async def test_same_bytes_for_two_owners_store_two_objects(
     keep: MediaKeep, provider: Provider, owner: str
 ) -> None:

@@ -257,14 +257,22 @@ class Repository:
             "duration": row["duration"],
             "version": None,
         }
-        object_id, key, discard = await self.writes.run(
-            writes.finalize,
-            key=p.key,
-            bucket=p.bucket,
-            row=row,
-            values=values,
-            lock_rows=self._lock_rows,
-        )
+        done: tuple[str, str, str | None] | None = None
+        if self._lock_rows and row["slot"] is None:
+            # PostgreSQL: one round trip when the bytes are new to the owner (most files).
+            done = await self.writes.run(
+                writes.finalize_new, single=True, key=p.key, bucket=p.bucket, row=row, values=values
+            )
+        if done is None:
+            done = await self.writes.run(
+                writes.finalize,
+                key=p.key,
+                bucket=p.bucket,
+                row=row,
+                values=values,
+                lock_rows=self._lock_rows,
+            )
+        object_id, key, discard = done
         row.update(values)
         return Finalized(_info_from(row, p.bucket, key), discard is not None, discard, object_id)
 

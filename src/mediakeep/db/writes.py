@@ -1,39 +1,54 @@
 """The two write transactions every stored file makes (record the intent, then finalize),
 and where they run.
 
-They are written once, as plain synchronous functions of a Connection, because that lets
-each backend run a whole transaction the cheapest way it has:
+They are written once, as plain synchronous functions of an executor (``raw.SqliteExec``
+or ``raw.AsyncpgExec``: SQLAlchemy statements compiled once, run on the driver's own
+connection), because that lets each backend run a whole transaction the cheapest way it
+has:
 
 - SQLite: in one writer thread on the stdlib driver. Through aiosqlite every statement,
   BEGIN and COMMIT was a round trip between the event loop and the driver's thread (about
   ten per file), and concurrent writers took turns through SQLite's busy-wait. Here a
   transaction is one hand-off, and writers queue in order.
-- PostgreSQL: on the async driver through ``AsyncConnection.run_sync``; asyncpg needs no
-  thread, so nothing is gained by leaving the loop.
+- PostgreSQL: on asyncpg, through SQLAlchemy's greenlet bridge; asyncpg needs no thread.
+  The intent is one statement, and so is the finalize of a file whose bytes are new to
+  its owner (``finalize_new``): one round trip each.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
-from sqlalchemy import Connection, bindparam, create_engine, insert, select, update
+from sqlalchemy import bindparam, create_engine, exists, func, insert, select, update
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Dialect, Engine
 from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.sql import ClauseElement
+from sqlalchemy.util import greenlet_spawn
 
 from ..errors import NotFound
 from .engine import tune_sqlite
 from .models import Asset, Slot, StoredObject, new_id
+from .raw import AsyncpgExec, Result, SqliteExec
+
+
+class Exec(Protocol):
+    """What the write functions need of a connection."""
+
+    dialect: Dialect
+
+    def execute(self, stmt: ClauseElement, values: dict[str, Any] | None = None) -> Result: ...
+
 
 T = TypeVar("T")
 
-INSERT_OBJECT = insert(StoredObject)
-INSERT_ASSET = insert(Asset)
 _FIND_TWIN = select(StoredObject.id, StoredObject.key).where(
     StoredObject.owner == bindparam("owner"),
     StoredObject.bucket == bindparam("bucket"),
@@ -99,7 +114,7 @@ _SLOT_POINT = (
 )
 
 
-def insert_pending(c: Connection, object_row: dict[str, Any], asset_row: dict[str, Any]) -> None:
+def insert_pending(c: Exec, object_row: dict[str, Any], asset_row: dict[str, Any]) -> None:
     if c.dialect.name == "postgresql":
         # One statement (the object's insert as a data-modifying CTE), atomic on its own:
         # run with autocommit it is a single round trip instead of five (BEGIN, two
@@ -107,8 +122,19 @@ def insert_pending(c: Connection, object_row: dict[str, Any], asset_row: dict[st
         stmt = _pending_pair(tuple(object_row), tuple(asset_row))
         c.execute(stmt, {**_prefixed("o_", object_row), **_prefixed("a_", asset_row)})
         return
-    c.execute(INSERT_OBJECT, object_row)
-    c.execute(INSERT_ASSET, asset_row)
+    c.execute(_insert_row(StoredObject, tuple(object_row)), object_row)
+    c.execute(_insert_row(Asset, tuple(asset_row)), asset_row)
+
+
+def _values(table: Any, prefix: str, cols: tuple[str, ...]) -> dict[str, Any]:
+    return {c: bindparam(prefix + c, type_=table.c[c].type) for c in cols}
+
+
+@functools.cache
+def _insert_row(model: Any, cols: tuple[str, ...]) -> Any:
+    # Built once per column set, with every column named: the statement is compiled once
+    # and reused (see raw.compile_once), so it cannot depend on the parameters it is given.
+    return insert(model).values(_values(model.__table__, "", cols))
 
 
 def _prefixed(prefix: str, row: dict[str, Any]) -> dict[str, Any]:
@@ -119,15 +145,12 @@ def _prefixed(prefix: str, row: dict[str, Any]) -> dict[str, Any]:
 def _pending_pair(object_cols: tuple[str, ...], asset_cols: tuple[str, ...]) -> Any:
     # Built once per column set: a statement made afresh per call costs more CPU to
     # compile-cache than the round trips it saves.
-    def values(table: Any, prefix: str, cols: tuple[str, ...]) -> dict[str, Any]:
-        return {c: bindparam(prefix + c, type_=table.c[c].type) for c in cols}
-
-    obj = insert(StoredObject).values(values(StoredObject.__table__, "o_", object_cols))
-    return insert(Asset).values(values(Asset.__table__, "a_", asset_cols)).add_cte(obj.cte())
+    obj = insert(StoredObject).values(_values(StoredObject.__table__, "o_", object_cols))
+    return insert(Asset).values(_values(Asset.__table__, "a_", asset_cols)).add_cte(obj.cte())
 
 
 def finalize(
-    c: Connection,
+    c: Exec,
     *,
     key: str,
     bucket: str,
@@ -183,17 +206,100 @@ def finalize(
     return object_id, key, discard
 
 
-def _next_version(c: Connection, names: dict[str, Any], now: Any, pg: bool) -> int:
+def _finalize_new_statement() -> Any:
+    """PostgreSQL: the whole finalize of a file whose bytes its owner does not have yet,
+    as one statement (data-modifying CTEs, atomic on their own). It changes nothing if a
+    twin exists; then the caller runs ``finalize``, which handles that case."""
+    twin = _FIND_TWIN_LOCKED.cte("twin")
+    mark = (
+        update(StoredObject)
+        .where(
+            StoredObject.id == bindparam("b_id"),
+            StoredObject.status == "pending",
+            ~exists(select(twin.c.id)),
+        )
+        .values(
+            sha256=bindparam("b_sha256"),
+            size=bindparam("b_size"),
+            status="stored",
+            updated_at=bindparam("b_now"),
+        )
+        .returning(StoredObject.id)
+        .cte("mark")
+    )
+    finish = (
+        update(Asset)
+        .where(Asset.id == bindparam("b_asset"), exists(select(mark.c.id)))
+        .values({name: bindparam(f"b_{name}") for name in _FINISHED_FIELDS})
+        .returning(Asset.id)
+        .cte("finish")
+    )
+    return select(
+        select(func.count()).select_from(twin).scalar_subquery(),
+        select(func.count()).select_from(mark).scalar_subquery(),
+        select(func.count()).select_from(finish).scalar_subquery(),
+    )
+
+
+_FINALIZE_NEW = _finalize_new_statement()
+
+
+def finalize_new(
+    c: Exec, *, key: str, bucket: str, row: dict[str, Any], values: dict[str, Any]
+) -> tuple[str, str, None] | None:
+    """``finalize`` in one round trip, for PostgreSQL and a write outside any slot; None
+    when the owner already has these bytes (nothing was changed: run ``finalize``)."""
+    object_id = row["object_id"]
+    values["object_id"] = object_id
+    params = {
+        "owner": row["owner"],
+        "bucket": bucket,
+        "sha256": values["sha256"],
+        "b_id": object_id,
+        "b_sha256": values["sha256"],
+        "b_size": values["size"],
+        "b_now": values["updated_at"],
+        "b_asset": row["id"],
+        **{f"b_{k}": values[k] for k in _FINISHED_FIELDS if k not in ("sha256", "size")},
+    }
+    found = c.execute(_FINALIZE_NEW, params).first()
+    assert found is not None
+    twins, marked, finished = found
+    if twins:
+        return None
+    if marked != 1 or finished != 1:
+        raise NotFound("the pending write disappeared (swept?)")
+    return object_id, key, None
+
+
+def _slot_create(insert_: Any) -> Any:
+    return (
+        insert_(Slot)
+        .values(
+            id=bindparam("b_id"),
+            owner=bindparam("b_owner"),
+            collection=bindparam("b_collection"),
+            name=bindparam("b_name"),
+            latest_version=0,
+            created_at=bindparam("b_now"),
+            updated_at=bindparam("b_now"),
+        )
+        .on_conflict_do_nothing(index_elements=["owner", "collection", "name"])
+    )
+
+
+_SLOT_CREATE_PG = _slot_create(pg_insert)
+_SLOT_CREATE_SQLITE = _slot_create(sqlite_insert)
+
+
+def _next_version(c: Exec, names: dict[str, Any], now: Any, pg: bool) -> int:
     """Reserve the slot's next version number. The slot row is created if missing (no race:
     ON CONFLICT DO NOTHING) and then locked, so concurrent writers number their versions
     one after another."""
-    insert_ = pg_insert if pg else sqlite_insert
-    c.execute(
-        insert_(Slot)
-        .values(id=new_id(), latest_version=0, created_at=now, updated_at=now, **names)
-        .on_conflict_do_nothing(index_elements=["owner", "collection", "name"])
-    )
     where = {f"b_{k}": v for k, v in names.items()}
+    c.execute(
+        _SLOT_CREATE_PG if pg else _SLOT_CREATE_SQLITE, {**where, "b_id": new_id(), "b_now": now}
+    )
     latest = int(c.execute(_SLOT_LATEST_LOCKED if pg else _SLOT_LATEST, where).scalar_one()) + 1
     c.execute(_SLOT_BUMP, {**where, "b_latest": latest, "b_now": now})
     return latest
@@ -210,18 +316,21 @@ async def _settle(done: asyncio.Future[Any]) -> None:
 
 
 class WriteRunner:
-    """Runs a synchronous write transaction (``fn(connection, ...)``) to completion."""
+    """Runs a synchronous write transaction (``fn(executor, ...)``) to completion."""
 
     def __init__(self, engine: AsyncEngine) -> None:
         self._async = engine
         self._sync: Engine | None = None
         self._thread: ThreadPoolExecutor | None = None
+        self._conn: Any = None  # the writer thread's pooled SQLite connection
         url = engine.url
+        self.dialect = engine.dialect
         if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
             self._sync = create_engine(
                 url.set(drivername="sqlite"), connect_args={"timeout": 30}, pool_size=1
             )
             tune_sqlite(self._sync)
+            self.dialect = self._sync.dialect
             # One thread: SQLite has one writer at a time anyway, and in-process writers
             # now queue in order instead of sleeping in the busy handler.
             self._thread = ThreadPoolExecutor(1, thread_name_prefix="mk-sqlite-writer")
@@ -246,22 +355,77 @@ class WriteRunner:
             raise
 
     async def _in_loop(self, fn: Callable[..., T], kwargs: dict[str, Any], single: bool) -> T:
-        if single and self._async.dialect.name == "postgresql":
-            async with self._async.connect() as c:
-                await c.execution_options(isolation_level="AUTOCOMMIT")
-                return await c.run_sync(lambda sync: fn(sync, **kwargs))
-        async with self._async.begin() as c:
-            return await c.run_sync(lambda sync: fn(sync, **kwargs))
+        async with self._async.connect() as conn:
+            pooled = await conn.get_raw_connection()
+            if self._async.dialect.driver != "asyncpg":
+                # Any other async driver: SQLAlchemy's own execution path.
+                if single:
+                    await conn.execution_options(isolation_level="AUTOCOMMIT")
+                    return await conn.run_sync(lambda sync: fn(sync, **kwargs))
+                async with conn.begin():
+                    return await conn.run_sync(lambda sync: fn(sync, **kwargs))
+            ex = AsyncpgExec(pooled.driver_connection, self._async.dialect)
+            try:
+                return await greenlet_spawn(_transact, ex, fn, kwargs, not single)
+            except sa_exc.DBAPIError as exc:
+                if exc.connection_invalidated:
+                    await conn.invalidate()
+                raise
 
     def _in_thread(self, fn: Callable[..., T], kwargs: dict[str, Any]) -> T:
         assert self._sync is not None
-        with self._sync.begin() as c:
-            return fn(c, **kwargs)
+        if self._conn is None:
+            self._conn = self._sync.raw_connection()
+        ex = SqliteExec(self._conn.driver_connection, self.dialect)
+        try:
+            return _transact(ex, fn, kwargs, True)
+        except sa_exc.DBAPIError as exc:
+            if exc.connection_invalidated or _connection_broken(self._conn.driver_connection):
+                self._drop_connection()
+            raise
+
+    def _drop_connection(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                conn.invalidate()
 
     def close(self) -> None:
         if self._thread is not None:
+            self._thread.submit(self._release).result()
             self._thread.shutdown(wait=True)
             self._thread = None
         if self._sync is not None:
             self._sync.dispose()
             self._sync = None
+
+    def _release(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.close()
+
+
+def _transact(
+    ex: SqliteExec | AsyncpgExec, fn: Callable[..., T], kwargs: dict[str, Any], tx: bool
+) -> T:
+    if not tx:
+        return fn(ex, **kwargs)
+    ex.begin()
+    try:
+        result = fn(ex, **kwargs)
+        ex.commit()
+    except BaseException:
+        # The connection may be gone; then so is the transaction, and the error that
+        # brought us here is the one to report.
+        with contextlib.suppress(Exception):
+            ex.rollback()
+        raise
+    return result
+
+
+def _connection_broken(conn: Any) -> bool:
+    """A SQLite connection left inside a transaction it could not roll back is unusable."""
+    try:
+        return bool(conn.in_transaction)
+    except Exception:
+        return True
