@@ -148,7 +148,7 @@ class MediaKeep(VersionsMixin, BundlesMixin, IntegrationsMixin):
         await self.fetcher.close()
         self.media.close()
         await self.store.close()
-        await asyncio.to_thread(self.repo.writes.close)
+        await self.repo.writes.aclose()
         await self.engine.dispose()
         self._started = False
 

@@ -258,7 +258,7 @@ class Repository:
             "version": None,
         }
         done: tuple[str, str, str | None] | None = None
-        if self._lock_rows and row["slot"] is None:
+        if self.writes.one_statement_finalize and row["slot"] is None:
             # PostgreSQL: one round trip when the bytes are new to the owner (most files).
             done = await self.writes.run(
                 writes.finalize_new, single=True, key=p.key, bucket=p.bucket, row=row, values=values
