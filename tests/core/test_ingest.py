@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import hashlib
+import io
+import os
+from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
+from PIL import Image
 
 from mediakeep import MediaKeep
 from mediakeep.models import ItemProgress
@@ -71,6 +75,31 @@ async def test_the_same_bytes_stored_concurrently_become_one_object(
     assert len({r.key for r in results}) == 1
     assert len(await keys_in_store(keep, owner)) == 1
     assert await rows_for(keep, owner) == (12, 1)
+
+
+async def test_a_stream_that_refills_one_buffer_is_stored_as_sent(
+    keep: MediaKeep, owner: str
+) -> None:
+    noise = Image.frombytes("RGB", (300, 300), os.urandom(300 * 300 * 3))
+    out = io.BytesIO()
+    noise.save(out, "PNG")
+    data = out.getvalue()  # ~270 KB: many chunks
+    buf = bytearray(64 * 1024)
+
+    async def chunks() -> AsyncIterator[bytearray]:
+        # One buffer, refilled for every chunk, as a reader into a fixed buffer does.
+        for i in range(0, len(data), len(buf)):
+            piece = data[i : i + len(buf)]
+            buf[: len(piece)] = piece
+            yield buf if len(piece) == len(buf) else bytearray(piece)
+
+    result = await keep.put_stream(chunks(), owner=owner)  # type: ignore[arg-type]
+    assert result.status == "stored", result.error
+    assert result.sha256 == hashlib.sha256(data).hexdigest()
+    asset = result.asset
+    assert asset is not None
+    stored = b"".join([c async for c in keep.store.get(asset.bucket, asset.key)])
+    assert stored == data
 
 
 async def test_same_bytes_for_two_owners_store_two_objects(

@@ -11,6 +11,7 @@ import os
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from mediakeep.pipeline import hashing
 from mediakeep.pipeline.hashing import INLINE_BELOW, StreamHash
 from tests.support.aio import run_sync
 
@@ -43,3 +44,39 @@ async def test_many_streams_hashed_at_once_do_not_mix() -> None:
 
     got = await asyncio.gather(*(one(b) for b in blobs))
     assert got == [hashlib.sha256(b).hexdigest() for b in blobs]
+
+
+async def test_a_body_is_handed_to_the_hasher_in_one_batch_once_it_ends() -> None:
+    # Each hand-off costs the event loop more than hashing a chunk: an image's chunks go
+    # over together when its body is in, not one by one.
+    calls: list[int] = []
+    h = StreamHash()
+    real = hashing._hasher_thread()
+    submit = real.submit
+
+    def counting(fn: object, *args: object) -> object:
+        calls.append(len(args))
+        return submit(fn, *args)  # type: ignore[arg-type]
+
+    real.submit = counting  # type: ignore[method-assign]
+    try:
+        blob = os.urandom(3 * 1024 * 1024)
+        for i in range(0, len(blob), 256 * 1024):
+            h.update(blob[i : i + 256 * 1024])
+        assert calls == []  # nothing handed over while the body is still arriving
+        h.flush()
+        assert len(calls) == 1
+        assert await h.hexdigest() == hashlib.sha256(blob).hexdigest()
+        # A long stream is handed over every FLUSH_AT bytes, so it waits for no end.
+        calls.clear()
+        long = StreamHash()
+        piece = os.urandom(1024 * 1024)
+        for _ in range(3 * hashing.FLUSH_AT // len(piece)):
+            long.update(piece)
+        assert len(calls) == 3
+        assert (
+            await long.hexdigest()
+            == hashlib.sha256(piece * (3 * hashing.FLUSH_AT // len(piece))).hexdigest()
+        )
+    finally:
+        real.submit = submit  # type: ignore[method-assign]

@@ -4,7 +4,13 @@ The event loop thread is what bounds ingest throughput for small files, and hash
 the largest single cost left on it (about a quarter of its CPU per image). hashlib
 releases the GIL for large buffers, so one hasher thread runs truly in parallel; a
 stream's updates go to it in order (one thread, FIFO queue), and only the final digest is
-awaited."""
+awaited.
+
+Updates are handed over in batches, not one by one: a hand-off (a future, a lock, a queue
+put, a thread wake-up) costs ~40 µs of the event loop, and a 1 MiB download chunk is only
+~0.7 ms of hashing. Chunks wait by reference (no copy) until ``FLUSH_AT`` bytes have
+gathered or ``flush()`` is called at the end of the stream, so an image is usually one
+hand-off, made when its body is in, and hashed while it uploads."""
 
 from __future__ import annotations
 
@@ -12,9 +18,13 @@ import asyncio
 import hashlib
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
 
-# Below this a chunk is cheaper to hash than to hand to another thread.
+# Below this a stream that was never handed over is cheaper to hash inline.
 INLINE_BELOW = 64 * 1024
+# Pending chunks are handed over once this many bytes have gathered (bounded: the chunks
+# are the stream's own buffers, kept alive until hashed).
+FLUSH_AT = 4 * 1024 * 1024
 
 _pool: ThreadPoolExecutor | None = None
 _pool_lock = threading.Lock()
@@ -33,17 +43,35 @@ class StreamHash:
     def __init__(self) -> None:
         self._h = hashlib.sha256()
         self._offloaded = False
+        self._pending: list[bytes] = []
+        self._pending_size = 0
 
     def update(self, data: bytes) -> None:
-        if not self._offloaded and len(data) < INLINE_BELOW:
+        if not self._offloaded and not self._pending and len(data) < INLINE_BELOW:
             self._h.update(data)
             return
-        # Once one update went to the thread, all later ones must follow it there.
+        self._pending.append(data)
+        self._pending_size += len(data)
+        if self._pending_size >= FLUSH_AT:
+            self.flush()
+
+    def flush(self) -> None:
+        """Hand what has gathered to the hasher thread now (the stream has ended)."""
+        if not self._pending:
+            return
+        # Once one batch went to the thread, all later ones must follow it there.
         self._offloaded = True
-        _hasher_thread().submit(self._h.update, data)
+        batch, self._pending, self._pending_size = self._pending, [], 0
+        _hasher_thread().submit(_update_all, self._h, batch)
 
     async def hexdigest(self) -> str:
+        self.flush()
         if not self._offloaded:
             return self._h.hexdigest()
         done: Future[str] = _hasher_thread().submit(self._h.hexdigest)
         return await asyncio.wrap_future(done)
+
+
+def _update_all(h: Any, chunks: list[bytes]) -> None:
+    for chunk in chunks:
+        h.update(chunk)

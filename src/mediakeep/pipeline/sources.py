@@ -98,7 +98,7 @@ class StreamSource(Source):
     length: int | None = None
 
     async def open(self, fetcher: Fetcher) -> Opened:
-        return Opened(aiter(self.stream), self.length, None, lambda: None)
+        return Opened(_immutable(self.stream), self.length, None, lambda: None)
 
     def describe(self) -> str:
         return self.name
@@ -106,6 +106,14 @@ class StreamSource(Source):
     @property
     def reopenable(self) -> bool:
         return False
+
+
+async def _immutable(stream: AsyncIterable[bytes]) -> AsyncIterator[bytes]:
+    """The caller's chunks as bytes. A chunk is hashed, uploaded and checked after it was
+    handed on, so a caller that refills one buffer (a bytearray) for every chunk must not
+    change what was already taken."""
+    async for chunk in stream:
+        yield chunk if type(chunk) is bytes else bytes(chunk)
 
 
 @dataclass

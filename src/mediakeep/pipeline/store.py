@@ -476,6 +476,8 @@ class _Digest:
                 tail = self._filter.close()
                 if tail:
                     yield self._emit(tail)
+            # The body is in: hash it while it uploads.
+            self.sha256.flush()
         except BaseException as exc:
             self.error = exc
             raise
