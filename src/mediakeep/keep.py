@@ -68,6 +68,22 @@ from .versions import VersionsMixin
 
 log = logging.getLogger("mediakeep")
 
+
+def _stored_result(source: str, stored: Stored) -> IngestResult:
+    """The result of a stored file, its URL not signed yet."""
+    a = stored.asset
+    return IngestResult(
+        source=source,
+        status="deduplicated" if stored.deduplicated else "stored",
+        id=a.id,
+        key=a.key,
+        size=a.size,
+        sha256=a.sha256,
+        content_type=a.content_type,
+        asset=a,
+    )
+
+
 ProgressCallback = Callable[[ItemProgress], None]
 MAX_EXPIRES = 7 * 24 * 3600  # SigV4 presigned URLs cannot live longer
 # A presigned upload may still be completed this long after its URL expired: an upload
@@ -230,7 +246,8 @@ class MediaKeep(VersionsMixin, BundlesMixin, IntegrationsMixin):
                     stored = await self.pipeline.run(
                         src, req, lambda got, of: report(i, desc, got, of, "downloading")
                     )
-                    result = await self._result(desc, stored)
+                    # Its URL is signed with everyone else's, once the batch is done.
+                    result = _stored_result(desc, stored)
                 except MediaKeepError as exc:
                     result = IngestResult(source=desc, status="failed", error=exc.to_dict())
                 except Exception as exc:  # a bug must not sink the batch, but must be seen
@@ -247,21 +264,31 @@ class MediaKeep(VersionsMixin, BundlesMixin, IntegrationsMixin):
                 report(i, desc, result.size or 0, result.size, result.status)
                 return result
 
-        return list(await asyncio.gather(*(one(i, s) for i, s in enumerate(items))))
+        results = list(await asyncio.gather(*(one(i, s) for i, s in enumerate(items))))
+        await self._sign_results(results)
+        return results
+
+    async def _sign_results(self, results: Sequence[IngestResult]) -> None:
+        """Every stored result's URL, in one signing call per bucket (Supabase signs on its
+        server: one round trip for the batch instead of one per file). The files are
+        stored whatever happens here: a URL that cannot be signed now stays None, and
+        ``url()`` signs it later."""
+        assets = [r.asset for r in results if r.asset is not None and r.url is None]
+        if not assets:
+            return
+        try:
+            urls = await self._urls_for(assets, self.settings.signed_url_expires)
+        except MediaKeepError:
+            log.warning("could not sign the stored files' URLs", exc_info=True)
+            return
+        for r in results:
+            if r.asset is not None and r.url is None:
+                r.url = urls.get(r.asset.id)
 
     async def _result(self, source: str, stored: Stored) -> IngestResult:
-        a = stored.asset
-        return IngestResult(
-            source=source,
-            status="deduplicated" if stored.deduplicated else "stored",
-            id=a.id,
-            key=a.key,
-            size=a.size,
-            sha256=a.sha256,
-            content_type=a.content_type,
-            url=(await self._urls_for([a], self.settings.signed_url_expires))[a.id],
-            asset=a,
-        )
+        result = _stored_result(source, stored)
+        await self._sign_results([result])
+        return result
 
     async def ingest_url(self, /, url: str, *, owner: str, **kw: Any) -> IngestResult:
         return await self.store_source(UrlSource(url), owner=owner, **kw)

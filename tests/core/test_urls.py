@@ -115,3 +115,25 @@ def test_settings_read_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     assert s.store == "s3" and s.max_file_size == 1234
     assert s.s3_access_key_id == "AKIAFROMAWS"
     assert s.allowed_types == ("image/png", "image/webp")
+
+
+async def test_a_batch_signs_its_urls_in_one_call_and_each_opens_its_file(
+    keep: MediaKeep, owner: str
+) -> None:
+    calls: list[int] = []
+    real = keep.store.sign_get_async
+
+    async def counting(bucket: str, keys: list[str], expires_in: int) -> list[str]:
+        calls.append(len(keys))
+        return await real(bucket, keys, expires_in)
+
+    keep.store.sign_get_async = counting  # type: ignore[method-assign]
+    blobs = [png_bytes(60 + i) for i in range(6)]
+    results = await keep.store_many(blobs, owner=owner)
+    # Supabase signs on its server: one round trip for the batch, not one per file.
+    assert calls == [6]
+    for blob, r in zip(blobs, results, strict=True):
+        assert r.status == "stored" and r.url
+        if keep.settings.store != "local":  # local URLs point at the service, not up here
+            status, body, _ = await fetch(r.url)
+            assert (status, body) == (200, blob)
