@@ -9,8 +9,8 @@ awaited.
 Updates are handed over in batches, not one by one: a hand-off (a future, a lock, a queue
 put, a thread wake-up) costs ~40 µs of the event loop, and a 1 MiB download chunk is only
 ~0.7 ms of hashing. Chunks wait by reference (no copy) until ``FLUSH_AT`` bytes have
-gathered or ``flush()`` is called at the end of the stream, so an image is usually one
-hand-off, made when its body is in, and hashed while it uploads."""
+gathered or ``finish()`` is called at the end of the stream, so an image is usually one
+hand-off (digest included), made when its body is in, and hashed while it uploads."""
 
 from __future__ import annotations
 
@@ -45,33 +45,43 @@ class StreamHash:
         self._offloaded = False
         self._pending: list[bytes] = []
         self._pending_size = 0
+        self._digest: Future[str] | None = None
 
     def update(self, data: bytes) -> None:
+        if self._digest is not None:
+            raise RuntimeError("the stream was already finished")
         if not self._offloaded and not self._pending and len(data) < INLINE_BELOW:
             self._h.update(data)
             return
         self._pending.append(data)
         self._pending_size += len(data)
         if self._pending_size >= FLUSH_AT:
-            self.flush()
+            self._hand_over(final=False)
 
-    def flush(self) -> None:
-        """Hand what has gathered to the hasher thread now (the stream has ended)."""
-        if not self._pending:
-            return
+    def finish(self) -> None:
+        """The stream has ended: hash what is left in the thread, digest included, in one
+        hand-off, while the caller goes on (the upload)."""
+        if self._digest is None and (self._pending or self._offloaded):
+            self._hand_over(final=True)
+
+    def _hand_over(self, final: bool) -> None:
         # Once one batch went to the thread, all later ones must follow it there.
         self._offloaded = True
         batch, self._pending, self._pending_size = self._pending, [], 0
-        _hasher_thread().submit(_update_all, self._h, batch)
+        pool = _hasher_thread()
+        if final:
+            self._digest = pool.submit(_update_all, self._h, batch, True)
+        else:
+            pool.submit(_update_all, self._h, batch, False)
 
     async def hexdigest(self) -> str:
-        self.flush()
-        if not self._offloaded:
+        self.finish()
+        if self._digest is None:
             return self._h.hexdigest()
-        done: Future[str] = _hasher_thread().submit(self._h.hexdigest)
-        return await asyncio.wrap_future(done)
+        return await asyncio.wrap_future(self._digest)
 
 
-def _update_all(h: Any, chunks: list[bytes]) -> None:
+def _update_all(h: Any, chunks: list[bytes], digest: bool) -> str:
     for chunk in chunks:
         h.update(chunk)
+    return h.hexdigest() if digest else ""

@@ -477,7 +477,7 @@ class _Digest:
                 if tail:
                     yield self._emit(tail)
             # The body is in: hash it while it uploads.
-            self.sha256.flush()
+            self.sha256.finish()
         except BaseException as exc:
             self.error = exc
             raise
