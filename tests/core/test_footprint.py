@@ -3,15 +3,20 @@ verifier, the video prober and the remote stores load when they are used, not be
 
 from __future__ import annotations
 
+import ast
+import importlib
 import json
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 # Each is several MB of RSS and tens of ms of start-up: OpenSSL's bindings (fal webhook
 # signatures), PyJWT (bearer tokens), FastAPI (the HTTP service), PyAV (FFmpeg's libraries),
 # obstore (the S3 store; this process uses the local one).
-DEFERRED = ("cryptography", "jwt", "fastapi", "av", "obstore")
+DEFERRED_PACKAGES = ("cryptography", "jwt", "fastapi", "av", "obstore")
+DEFERRED = DEFERRED_PACKAGES
 
 
 def loaded_after(code: str, modules: tuple[str, ...], cwd: Path) -> list[str]:
@@ -36,3 +41,45 @@ def test_a_keep_on_the_local_store_defers_what_only_some_callers_need(tmp_path: 
         f"keep = MediaKeep(Settings(data_dir={str(tmp_path)!r}))\n"
     )
     assert loaded_after(code, DEFERRED, tmp_path) == []
+
+
+LAZY_PACKAGES = ("mediakeep", "mediakeep.jobs", "mediakeep.integrations")
+
+
+def _declared(package: str) -> tuple[dict[str, str], dict[str, str]]:
+    """What the package's ``TYPE_CHECKING`` imports say (for mypy) and what its runtime
+    ``exports`` table says, each as name -> ".module:attribute"."""
+    module = importlib.import_module(package)
+    assert module.__file__ is not None
+    tree = ast.parse(Path(module.__file__).read_text())
+    branch = next(n for n in tree.body if isinstance(n, ast.If))
+    typed = {
+        alias.asname or alias.name: f"{'.' * node.level}{node.module}:{alias.name}"
+        for node in branch.body
+        if isinstance(node, ast.ImportFrom)
+        for alias in node.names
+    }
+    call = next(
+        n
+        for n in ast.walk(ast.Module(body=branch.orelse, type_ignores=[]))
+        if isinstance(n, ast.Call) and getattr(n.func, "id", None) == "exports"
+    )
+    table: dict[str, str] = ast.literal_eval(call.args[1])
+    runtime = {name: t if ":" in t else f"{t}:{name}" for name, t in table.items()}
+    return typed, runtime
+
+
+@pytest.mark.parametrize("package", LAZY_PACKAGES)
+def test_lazy_exports_are_what_the_type_checker_sees(package: str) -> None:
+    typed, runtime = _declared(package)
+    assert typed == runtime
+    module = importlib.import_module(package)
+    assert sorted(module.__all__) == sorted(runtime)
+    for name, target in runtime.items():
+        where, _, attribute = target.partition(":")
+        expected = getattr(importlib.import_module(where, package), attribute)
+        assert getattr(module, name) is expected
+        assert name in dir(module)
+    with pytest.raises(AttributeError):
+        _ = module.no_such_name
+
