@@ -6,11 +6,14 @@ from __future__ import annotations
 import ast
 import importlib
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from tests.core.helpers import png_bytes
 
 # Each is several MB of RSS and tens of ms of start-up: OpenSSL's bindings (fal webhook
 # signatures), PyJWT (bearer tokens), FastAPI (the HTTP service), PyAV (FFmpeg's libraries),
@@ -124,3 +127,53 @@ def test_a_job_kind_finds_its_hooks_in_a_process_that_never_imported_them(
     assert loaded_after(code, ("mediakeep.integrations.generations",), tmp_path) == [
         "mediakeep.integrations.generations"
     ]
+
+
+# What the command loads, by what it does: --help needs none of the library (pydantic is
+# left out: typer itself coerces a command's options with it); an ingest that prints JSON
+# needs the library's ingest path and nothing of the other commands, nor rich.
+LIBRARY = ("sqlalchemy", "aiohttp", "PIL", "mediakeep.keep", "mediakeep.settings")
+NOT_FOR_INGEST = (
+    "rich",
+    *(m for m in DEFERRED if m != "mediakeep.cli.main"),
+    "mediakeep.maintenance.doctor",
+    "mediakeep.maintenance.import_urls",
+    "mediakeep.maintenance.migrate",
+    "mediakeep.maintenance.verify",
+)
+
+
+def cli_loaded(args: list[str], modules: tuple[str, ...], tmp: Path) -> list[str]:
+    """Which of ``modules`` the ``mediakeep`` command has imported when it exits."""
+    report = tmp / "loaded.json"
+    code = (
+        "import atexit\n"
+        f"atexit.register(lambda: open({str(report)!r}, 'w').write(json.dumps("
+        f"[m for m in {modules!r} if m in sys.modules])))\n"
+        f"sys.argv = ['mediakeep', *{args!r}]\n"
+        "from mediakeep.cli.main import app\n"
+        "app()\n"
+    )
+    subprocess.run(
+        [sys.executable, "-c", f"import json, sys\n{code}"],
+        capture_output=True,
+        check=True,
+        timeout=60,
+        cwd=tmp,
+        env={**os.environ, "MEDIAKEEP_DATA_DIR": str(tmp / "data")},
+    )
+    found: list[str] = json.loads(report.read_text())
+    return found
+
+
+def test_the_cli_help_loads_none_of_the_library(tmp_path: Path) -> None:
+    assert cli_loaded(["--help"], LIBRARY, tmp_path) == []
+    assert cli_loaded(["ingest", "--help"], LIBRARY, tmp_path) == []
+
+
+def test_a_cli_ingest_with_json_loads_only_the_ingest_path(tmp_path: Path) -> None:
+    picture = tmp_path / "picture.png"
+    picture.write_bytes(png_bytes(8))
+    args = ["ingest", str(picture), "--owner", "alice", "--json"]
+    cli_loaded(args, (), tmp_path)  # makes the database
+    assert cli_loaded(args, NOT_FOR_INGEST, tmp_path) == []
