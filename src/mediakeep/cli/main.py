@@ -22,6 +22,7 @@ from .common import (
     fail,
     load_settings,
     out,
+    resume_collection,
     run_async,
     with_keep,
 )
@@ -251,8 +252,10 @@ def serve(
         if v
     )
     configure_logging(settings.log_level, secrets)
+    service = create_app(settings)
+    resume_collection()
     uvicorn.run(
-        create_app(settings),
+        service,
         host=host,
         port=port,
         log_config=None,
