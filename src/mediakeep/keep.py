@@ -1,4 +1,8 @@
-"""``MediaKeep``: the one user-facing facade over pipeline, stores and database."""
+"""``MediaKeep``: the one user-facing facade over pipeline, stores and database.
+
+What only some callers use (bundles, jobs, integrations, maintenance) is imported where it
+is first used, so a process that stores files pays only for storing them; the mixins'
+modules hold the methods and import their own machinery the same way."""
 
 from __future__ import annotations
 
@@ -14,7 +18,7 @@ from datetime import UTC, datetime, timedelta
 from functools import partial
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .bundles.api import BundlesMixin
 from .db import migrate
@@ -34,7 +38,6 @@ from .errors import (
     database_unavailable,
 )
 from .integrations.api import IntegrationsMixin
-from .maintenance.tick import Schedule, TickReport, tick
 from .media.render import rendition_prefix
 from .models import (
     AssetInfo,
@@ -65,6 +68,9 @@ from .settings import Settings
 from .stores.base import ObjectStore, cache_control
 from .stores.factory import build_store
 from .versions import VersionsMixin
+
+if TYPE_CHECKING:
+    from .maintenance.tick import Schedule, TickReport
 
 log = logging.getLogger("mediakeep")
 
@@ -708,6 +714,8 @@ class MediaKeep(VersionsMixin, BundlesMixin, IntegrationsMixin):
         local cache, extracted bundles) every ``cache_cleanup_interval``. Returns at once
         when nothing is due, when ``auto_cleanup`` is off (unless ``force``), or when
         another process holds the maintenance lock (one sweep at a time across workers)."""
+        from .maintenance.tick import Schedule, tick
+
         schedule: Schedule | None = getattr(self, "_maintenance_schedule", None)
         if schedule is None:
             schedule = self._maintenance_schedule = Schedule()

@@ -1,33 +1,25 @@
-"""Migration 0005 creates exactly what the models describe, and goes back down cleanly."""
+"""Migration 0005 goes back down cleanly, and up again. (That the migrations make exactly
+what the models describe is tests/core/test_schema.py's.)"""
 
 from __future__ import annotations
 
 from alembic import command
-from alembic.autogenerate import compare_metadata
-from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect
 from sqlalchemy.engine import Connection
 
 from mediakeep.db import migrate
 from mediakeep.db.engine import create_engine
-from mediakeep.db.models import Base
 from tests.jobs.conftest import Keeps
 
 TABLES = {"jobs", "job_items", "job_events", "generations", "generation_media"}
 
 
-async def test_0005_matches_the_models_and_downgrades(keeps: Keeps) -> None:
+async def test_0005_downgrades_and_upgrades_again(keeps: Keeps) -> None:
     engine = create_engine(keeps.db)
     try:
+        # A new database gets the schema from the models, stamped 0005: Alembic must be
+        # able to take it down from there, as from a database it migrated itself.
         await migrate.upgrade(engine)
-
-        def diff(conn: Connection) -> list[object]:
-            ctx = MigrationContext.configure(conn)
-            found = compare_metadata(ctx, Base.metadata)
-            return [d for d in found if any(t in repr(d) for t in TABLES)]
-
-        async with engine.connect() as conn:
-            assert await conn.run_sync(diff) == []
 
         def down(conn: Connection) -> set[str]:
             command.downgrade(migrate.alembic_config(conn), "0004")

@@ -1,4 +1,7 @@
-"""``save_bundle`` / ``open_bundle`` and friends: the bundle part of ``MediaKeep``."""
+"""``save_bundle`` / ``open_bundle`` and friends: the bundle part of ``MediaKeep``.
+
+The archive code (tarfile, gzip) and the extraction cache are imported by the methods that
+use them: every ``MediaKeep`` has these methods, few processes make or open a bundle."""
 
 from __future__ import annotations
 
@@ -8,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import exc as sa_exc
 from sqlalchemy import func, select
@@ -21,8 +24,10 @@ from ..pipeline.keys import validate_name
 from ..pipeline.sources import FileSource
 from ..pipeline.store import Stored, StoreRequest
 from ..settings import Settings
-from .archive import FileData, ManifestEntry, build, clean_path, temp_archive
-from .cache import BundleCache
+
+if TYPE_CHECKING:
+    from .archive import FileData, ManifestEntry
+    from .cache import BundleCache
 
 ARCHIVE_TYPES = ("application/gzip",)
 
@@ -59,6 +64,8 @@ class BundleInfo:
 
 
 def _info(b: Bundle) -> BundleInfo:
+    from .archive import ManifestEntry
+
     return BundleInfo(
         id=b.id,
         owner=b.owner,
@@ -94,6 +101,8 @@ class BundlesMixin:
     def bundle_cache(self) -> BundleCache:
         cache: BundleCache | None = getattr(self, "_bundle_cache", None)
         if cache is None:
+            from .cache import BundleCache
+
             root = self.settings.bundle_cache_dir or self.settings.data_dir / "bundle-cache"
             cache = BundleCache(Path(root).resolve(), self.settings.bundle_cache_ttl)
             self._bundle_cache = cache
@@ -110,6 +119,8 @@ class BundlesMixin:
         metadata: dict[str, Any] | None = None,
     ) -> BundleInfo:
         """Store many files as one versioned archive (tar.gz) with a manifest."""
+        from .archive import build, temp_archive
+
         validate_name(owner, "owner")
         validate_name(collection, "collection")
         validate_name(name, "bundle name")
@@ -214,6 +225,8 @@ class BundlesMixin:
 
     async def bundle_file(self, bundle_id: str, path: str, *, owner: str | None = None) -> Path:
         """One file out of a bundle, as a local path."""
+        from .archive import clean_path
+
         wanted = clean_path(path)
         root = await self.open_bundle(bundle_id, owner=owner)
         target = (root / wanted).resolve()

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
-import shutil
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from ..keep import MediaKeep
 from .common import JsonOpt, OwnerOpt, emit_json, out, with_keep
+
+if TYPE_CHECKING:
+    from ..keep import MediaKeep
 
 bundle_app = typer.Typer(help="Multi-file bundles.", no_args_is_help=True)
 
@@ -52,6 +52,8 @@ def bundle_get(
     as_json: JsonOpt = False,
 ) -> None:
     """Copy a bundle's files into DEST."""
+    import asyncio
+    import shutil
 
     async def run(keep: MediaKeep) -> dict[str, Any]:
         info = await keep.get_bundle(bundle_id)

@@ -2,21 +2,30 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
-import signal
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from ..errors import MediaKeepError
-from ..integrations.persist import MediaMatcher, PersistReport
-from ..jobs.worker import JobWorker, WorkerStats
-from ..keep import MediaKeep
-from ..settings import Settings
-from .common import JsonOpt, OwnerOpt, emit_json, err, fail, out, run_async, with_keep
+from .common import (
+    JsonOpt,
+    OwnerOpt,
+    emit_json,
+    err,
+    fail,
+    load_settings,
+    out,
+    run_async,
+    with_keep,
+)
+
+if TYPE_CHECKING:
+    from ..integrations.persist import PersistReport
+    from ..jobs.worker import JobWorker, WorkerStats
+    from ..keep import MediaKeep
 
 jobs_app = typer.Typer(help="Durable ingest jobs.", no_args_is_help=True)
 
@@ -49,9 +58,13 @@ def worker(
     PostgreSQL database), finishes jobs whose worker died, delivers callbacks. On stop,
     running jobs get MEDIAKEEP_JOB_SHUTDOWN_GRACE seconds, then go back to the queue.
     With --json, prints a "ready" line and, on exit, a "stopped" line with its counts."""
+    import asyncio
+    import signal
+
+    from ..keep import MediaKeep
 
     async def run() -> WorkerStats:
-        async with MediaKeep(Settings()) as keep:
+        async with MediaKeep(load_settings()) as keep:
             w = keep.job_worker(concurrency=concurrency, poll_interval=poll_interval)
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGTERM, signal.SIGINT):
@@ -103,6 +116,8 @@ def persist_json(
     URLs replaced by permanent links. URLs that cannot be stored are left as they were and
     reported; the exit code is then 1. Without --output/--in-place the document goes to
     stdout (with --json: {document, replaced, failed})."""
+    from ..integrations.persist import MediaMatcher
+
     if in_place and (output is not None or str(file) == "-"):
         raise typer.BadParameter("--in-place rewrites FILE; it cannot go with --output or -")
     try:

@@ -1,21 +1,35 @@
-"""The ``mediakeep`` command. Every command takes ``--json`` for scripts."""
+"""The ``mediakeep`` command. Every command takes ``--json`` for scripts.
+
+Commands import what they run in their bodies (see ``common``)."""
 
 from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
-from rich.table import Table
 
 from ..errors import MediaKeepError
-from ..keep import MediaKeep
-from ..models import IngestResult, ItemProgress
-from ..settings import Settings
-from .common import JsonOpt, OwnerOpt, emit_json, err, fail, out, run_async, with_keep
+from .common import (
+    JsonOpt,
+    OwnerOpt,
+    emit_json,
+    err,
+    fail,
+    load_settings,
+    out,
+    resume_collection,
+    run_async,
+    with_keep,
+)
+
+if TYPE_CHECKING:
+    from ..keep import MediaKeep
+    from ..models import IngestResult, ItemProgress
 
 app = typer.Typer(help="Keep AI-generated media for good.", no_args_is_help=True)
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
@@ -44,23 +58,7 @@ def ingest(
         if not isinstance(meta, dict):
             raise typer.BadParameter("--metadata must be a JSON object")
 
-    show_progress = not as_json and sys.stderr.isatty()
-    progress = Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        DownloadColumn(),
-        TransferSpeedColumn(),
-        console=err,
-        disable=not show_progress,
-    )
-    tasks: dict[int, Any] = {}
-
-    def on_progress(p: ItemProgress) -> None:
-        if not show_progress:
-            return
-        if p.index not in tasks:
-            tasks[p.index] = progress.add_task(p.source[-50:], total=p.bytes_total)
-        progress.update(tasks[p.index], completed=p.bytes_done, total=p.bytes_total)
+    bars, on_progress = _download_bars(not as_json and sys.stderr.isatty())
 
     async def run(keep: MediaKeep) -> list[IngestResult]:
         return await keep.store_many(
@@ -75,11 +73,13 @@ def ingest(
             progress=on_progress,
         )
 
-    with progress:
+    with bars:
         results = with_keep(run, as_json)
     if as_json:
         emit_json([r.to_dict() for r in results])
     else:
+        from rich.table import Table
+
         table = Table("status", "source", "id / error", "size", "type")
         for r in results:
             if r.ok:
@@ -93,6 +93,32 @@ def ingest(
         out.print(table)
     if not all(r.ok for r in results):
         raise typer.Exit(1)
+
+
+def _download_bars(
+    shown: bool,
+) -> tuple[AbstractContextManager[Any], Callable[[ItemProgress], None] | None]:
+    """A bar per input on stderr, and the callback that moves them; when not ``shown``,
+    neither (nor rich)."""
+    if not shown:
+        return nullcontext(), None
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
+
+    progress = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        console=err.console,
+    )
+    tasks: dict[int, Any] = {}
+
+    def on_progress(p: ItemProgress) -> None:
+        if p.index not in tasks:
+            tasks[p.index] = progress.add_task(p.source[-50:], total=p.bytes_total)
+        progress.update(tasks[p.index], completed=p.bytes_done, total=p.bytes_total)
+
+    return progress, on_progress
 
 
 @app.command("ls")
@@ -110,6 +136,8 @@ def list_assets(
     if as_json:
         emit_json({"items": [a.to_dict() for a in page.items], "next_cursor": page.next_cursor})
         return
+    from rich.table import Table
+
     table = Table("id", "collection", "type", "size", "created")
     for a in page.items:
         table.add_row(a.id, a.collection, a.content_type, str(a.size), a.created_at.isoformat())
@@ -157,7 +185,7 @@ def db_upgrade(as_json: JsonOpt = False) -> None:
     from ..db.engine import create_engine
 
     async def run() -> str | None:
-        engine = create_engine(Settings().resolved_database_url)
+        engine = create_engine(load_settings().resolved_database_url)
         try:
             await migrate.upgrade(engine)
             return await migrate.current(engine)
@@ -187,7 +215,7 @@ def serve(
     from ..api.app import create_app
     from ..api.observability import configure_logging
 
-    settings = Settings()
+    settings = load_settings()
     shown = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
     base = f"http://{shown}:{port}"
     if "base_url" not in settings.model_fields_set:
@@ -224,8 +252,10 @@ def serve(
         if v
     )
     configure_logging(settings.log_level, secrets)
+    service = create_app(settings)
+    resume_collection()
     uvicorn.run(
-        create_app(settings),
+        service,
         host=host,
         port=port,
         log_config=None,
@@ -264,6 +294,8 @@ def token(
 ) -> None:
     """Print a bearer token for the API (HS256 with MEDIAKEEP_JWT_SECRET, Supabase-shaped).
     With --api-key, print a new API key and its MEDIAKEEP_API_KEYS entry."""
+    from datetime import UTC, datetime, timedelta
+
     from ..auth import SERVICE_ROLE, USER_ROLE, api_key_entry, mint_token, new_api_key
 
     try:
@@ -280,7 +312,7 @@ def token(
             return
         if owner is None and not service_role:
             raise typer.BadParameter("--owner is required (or --service-role)")
-        secret = Settings().resolved_jwt_secret()
+        secret = load_settings().resolved_jwt_secret()
         if not secret:
             err.print("[red]error[/red] set MEDIAKEEP_JWT_SECRET (the server's JWT secret)")
             raise typer.Exit(1)
@@ -297,7 +329,7 @@ def token(
                 "owner": owner,
                 "role": role,
                 "expires_in": expires_in,
-                "expires_at": MediaKeep.expires_at(expires_in).isoformat(),
+                "expires_at": (datetime.now(UTC) + timedelta(seconds=expires_in)).isoformat(),
             }
         )
     else:

@@ -1,4 +1,7 @@
-"""``mediakeep gc | verify | stats | doctor | status | migrate | import-urls``."""
+"""``mediakeep gc | verify | stats | doctor | status | migrate | import-urls``.
+
+Each command imports the maintenance code it runs in its body (see ``common``): these
+modules stay out of every other command's start-up."""
 
 from __future__ import annotations
 
@@ -8,36 +11,22 @@ import sys
 from collections.abc import Callable, Coroutine
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
-from pydantic import ValidationError
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeRemainingColumn,
-    TransferSpeedColumn,
-)
-from rich.table import Table
 
-from ..db import migrate as db_migrate
-from ..db.engine import create_engine
 from ..errors import InvalidInput, MediaKeepError
-from ..keep import MediaKeep
-from ..maintenance.doctor import run_doctor
-from ..maintenance.gc import GcReport, collect_garbage
-from ..maintenance.import_urls import ImportItem, ImportReport, import_rows, read_rows
-from ..maintenance.migrate import Migration, MigrationReport
-from ..maintenance.stats import Stats, collect_stats
-from ..maintenance.targets import describe, load_target
-from ..maintenance.verify import VerifyReport, planned, verify
-from ..settings import Settings
-from ..stores.factory import build_store
-from ..stores.hybrid import HybridStore
-from .common import JsonOpt, emit_json, err, fail, out, run_async, with_keep
+from .common import JsonOpt, emit_json, err, fail, load_settings, out, run_async, with_keep
+
+if TYPE_CHECKING:
+    from rich.progress import Progress, ProgressColumn
+
+    from ..keep import MediaKeep
+    from ..maintenance.gc import GcReport
+    from ..maintenance.import_urls import ImportItem, ImportReport
+    from ..maintenance.migrate import MigrationReport
+    from ..maintenance.stats import Stats
+    from ..maintenance.verify import VerifyReport
 
 OptionalOwner = Annotated[
     str | None, typer.Option("--owner", "-o", help="Only this owner (tenant).")
@@ -65,8 +54,10 @@ def parse_duration(value: str) -> timedelta:
     return timedelta(seconds=float(m.group(1)) * _UNITS[m.group(2)])
 
 
-def _progress(as_json: bool, *columns: Any) -> Progress:
-    return Progress(*columns, console=err, disable=as_json or not sys.stderr.isatty())
+def _progress(as_json: bool, *columns: str | ProgressColumn) -> Progress:
+    from rich.progress import Progress
+
+    return Progress(*columns, console=err.console, disable=as_json or not sys.stderr.isatty())
 
 
 def _run(coro_fn: Callable[[], Coroutine[Any, Any, T]], as_json: bool) -> T:
@@ -104,6 +95,8 @@ def gc(
     """Delete orphans, stale pending writes, expired uploads, versions past retention and
     files of failed generations; mark records whose object is missing. Nothing younger
     than the grace period goes."""
+    from ..maintenance.gc import collect_garbage
+
     if (older_than is not None or orphans) and grace is None and not dry_run:
         # The first gc's interface, kept for scripts that use it.
         report = with_keep(
@@ -119,7 +112,7 @@ def gc(
             for name, value in report.to_dict().items():
                 out.print(f"{name}: {value}")
         return
-    settings = Settings()
+    settings = load_settings()
     period = parse_duration(grace) if grace is not None else timedelta(seconds=settings.gc_grace)
 
     async def run(keep: MediaKeep) -> GcReport:
@@ -129,6 +122,8 @@ def gc(
     if as_json:
         emit_json(result.to_dict())
     else:
+        from rich.table import Table
+
         verb = "would remove" if dry_run else "removed"
         table = Table("", "count", "bytes", title=f"gc (grace {period}): {verb}")
         for label, count, size in (
@@ -171,6 +166,16 @@ def verify_cmd(
     as_json: JsonOpt = False,
 ) -> None:
     """Re-read objects (and their variants) and check size and sha256 against the records."""
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        TextColumn,
+        TimeRemainingColumn,
+        TransferSpeedColumn,
+    )
+
+    from ..maintenance.verify import planned, verify
+
     progress = _progress(
         as_json,
         TextColumn("verifying"),
@@ -197,6 +202,8 @@ def verify_cmd(
     else:
         out.print(f"checked {report.checked} objects ({_size(report.bytes_read)}): {report.ok} ok")
         if report.problems:
+            from rich.table import Table
+
             table = Table("problem", "bucket/key", "expected", "found")
             for p in report.problems:
                 expected = p.expected_sha256 or (
@@ -213,6 +220,7 @@ def verify_cmd(
 
 def stats_cmd(owner: OptionalOwner = None, as_json: JsonOpt = False) -> None:
     """Totals by owner, kind, collection and bucket, and the bytes dedup saves."""
+    from ..maintenance.stats import collect_stats
 
     async def run(keep: MediaKeep) -> Stats:
         return await collect_stats(keep, owner=owner)
@@ -221,6 +229,8 @@ def stats_cmd(owner: OptionalOwner = None, as_json: JsonOpt = False) -> None:
     if as_json:
         emit_json(result.to_dict())
         return
+    from rich.table import Table
+
     out.print(
         f"{result.assets} assets, {_size(result.bytes)}; stored {result.objects} objects, "
         f"{_size(result.stored_bytes)} (+{_size(result.variant_bytes)} variants); "
@@ -254,8 +264,12 @@ def stats_cmd(owner: OptionalOwner = None, as_json: JsonOpt = False) -> None:
 
 def doctor(as_json: JsonOpt = False) -> None:
     """Check the configuration and everything it points at; say what to fix."""
+    from pydantic import ValidationError
+
+    from ..maintenance.doctor import run_doctor
+
     try:
-        settings = Settings()
+        settings = load_settings()
     except ValidationError as exc:
         problem = exc.errors()[0]
         where = ".".join(str(p) for p in problem["loc"])
@@ -276,7 +290,13 @@ def doctor(as_json: JsonOpt = False) -> None:
 
 def status(as_json: JsonOpt = False) -> None:
     """Where objects live, the database revision, and the hybrid replication backlog."""
-    settings = Settings()
+    from ..db import migrate as db_migrate
+    from ..db.engine import create_engine
+    from ..maintenance.targets import describe
+    from ..stores.factory import build_store
+    from ..stores.hybrid import HybridStore
+
+    settings = load_settings()
 
     async def run() -> dict[str, Any]:
         engine = create_engine(settings.resolved_database_url)
@@ -343,7 +363,20 @@ def migrate(
 ) -> None:
     """Copy every object to another store, check each copy, then switch its records.
     Resumable: run it again to finish an interrupted run."""
-    settings = Settings()
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        MofNCompleteColumn,
+        TextColumn,
+        TimeRemainingColumn,
+        TransferSpeedColumn,
+    )
+
+    from ..keep import MediaKeep
+    from ..maintenance.migrate import Migration
+    from ..maintenance.targets import load_target
+
+    settings = load_settings()
     try:
         src = load_target(source, settings)
         dst = load_target(to, settings)
@@ -401,6 +434,8 @@ def migrate(
                 f"failed {len(report.failed)}"
             )
         if report.failed:
+            from rich.table import Table
+
             table = Table("object", "bucket/key", "reason")
             for f in report.failed:
                 table.add_row(f.object_id, f"{f.bucket}/{f.key}", f.reason)
@@ -427,6 +462,10 @@ def import_urls(
     """Backfill rows that still point at provider URLs (CSV, or JSON lines: url, owner,
     collection, slot, metadata, provider, public, ref). Resumable: stored URLs are skipped.
     Exit code 1 if any row failed for another reason than an expired URL."""
+    from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
+
+    from ..maintenance.import_urls import import_rows, read_rows
+
     rows, bad = read_rows(file, owner=owner, collection=collection)
     progress = _progress(
         as_json, TextColumn("importing"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn()
@@ -454,6 +493,8 @@ def import_urls(
             f"saved {report.saved}, skipped {report.skipped} (stored before), expired "
             f"{report.expired}, failed {report.failed}"
         )
+        from rich.table import Table
+
         table = Table("line", "status", "url", "error")
         for i in data["items"]:
             if i["status"] in ("expired", "failed"):

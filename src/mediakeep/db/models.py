@@ -1,5 +1,9 @@
 """Tables. An *asset* is what a user stored; an *object* is bytes in the store. Several
-assets of one owner may share one object (dedup); owners never share objects."""
+assets of one owner may share one object (dedup); owners never share objects.
+
+This module is the whole current schema: `db.migrate` makes an empty database from it
+(`create_all`, with the view below), and tests/core/test_schema.py checks that this is
+exactly what the migrations make, down to the order of the columns."""
 
 from __future__ import annotations
 
@@ -16,10 +20,13 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    MetaData,
     String,
     Text,
+    event,
 )
 from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.engine import Connection
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 JSONType = JSON().with_variant(JSONB(), "postgresql")
@@ -83,13 +90,15 @@ class Asset(Base):
     source_url: Mapped[str | None] = mapped_column(String(4096))
     provider: Mapped[str | None] = mapped_column(String(128))
     provider_metadata: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
-    # Facts from the bytes: format, frames, colour mode, codecs, fps, placeholder.
-    media_info: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
-    version: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), default=utcnow, onupdate=utcnow
     )
+    # After the timestamps, where migrations 0003 and 0004 added them: `SELECT *` (and the
+    # current_assets view) shows the same columns in the same order on every database.
+    # Facts from the bytes: format, frames, colour mode, codecs, fps, placeholder.
+    media_info: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    version: Mapped[int | None] = mapped_column(Integer)
 
     __table_args__ = (
         Index("ix_assets_owner_collection_created", "owner", "collection", "created_at"),
@@ -97,6 +106,10 @@ class Asset(Base):
         Index("ix_assets_status_created", "status", "created_at"),
         Index("ix_assets_object", "object_id"),
         Index("uq_assets_slot_version", "owner", "collection", "slot", "version", unique=True),
+        # Queries into provider metadata (docs/DATABASE.md); SQLite has no such index.
+        Index("ix_assets_metadata_gin", "provider_metadata", postgresql_using="gin").ddl_if(
+            dialect="postgresql"
+        ),
     )
 
 
@@ -339,3 +352,23 @@ class GenerationMedia(Base):
     )
     status: Mapped[str] = mapped_column(String(16))  # pending | stored | failed | removed
     error: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+
+
+# Each slot's current version, for teams who query the database (docs/DATABASE.md). Made
+# after the tables it reads, and dropped before them, whenever the metadata is.
+CURRENT_ASSETS_VIEW = """
+CREATE VIEW current_assets AS
+SELECT a.*, s.latest_version AS latest_version
+FROM slots s JOIN assets a ON a.id = s.current_asset_id
+WHERE a.status = 'stored'
+"""
+
+
+@event.listens_for(Base.metadata, "after_create")
+def _create_views(_metadata: MetaData, conn: Connection, **_kw: Any) -> None:
+    conn.exec_driver_sql(CURRENT_ASSETS_VIEW)
+
+
+@event.listens_for(Base.metadata, "before_drop")
+def _drop_views(_metadata: MetaData, conn: Connection, **_kw: Any) -> None:
+    conn.exec_driver_sql("DROP VIEW IF EXISTS current_assets")

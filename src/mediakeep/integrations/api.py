@@ -1,6 +1,9 @@
 """Generations, fal.ai results and webhooks, and ``persist_json``: the provider-facing
 part of ``MediaKeep``. Every file goes through the one store pipeline, via durable jobs
-(generations) or ``store_many`` (persist_json)."""
+(generations) or ``store_many`` (persist_json).
+
+Each integration's module is imported by the methods that use it: every ``MediaKeep`` has
+these methods, most processes never see a generation, a webhook or a document."""
 
 from __future__ import annotations
 
@@ -10,7 +13,7 @@ import json
 import uuid
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import exc as sa_exc
 from sqlalchemy import select
@@ -24,16 +27,16 @@ from ..errors import (
     TicketOwnerMismatch,
 )
 from ..jobs.api import JobsMixin, content_url
-from ..jobs.types import JobInfo
 from ..models import AssetInfo, IngestResult
 from ..pipeline.keys import validate_name
 from ..pipeline.sources import SourceLike
-from . import generations as gens
-from . import tickets
-from .fal import asset_metadata, find_media, result_metadata
-from .fal_webhook import FalWebhookVerifier, SignedHeaders, read_headers
-from .generations import GenerationInfo
-from .persist import Matcher, MediaMatcher, PersistReport, find_urls, label, rewrite, sources_for
+
+if TYPE_CHECKING:
+    from ..jobs.types import JobInfo
+    from . import tickets
+    from .fal_webhook import FalWebhookVerifier, SignedHeaders
+    from .generations import GenerationInfo
+    from .persist import Matcher, MediaMatcher, PersistReport
 
 FAL = "fal"
 
@@ -72,6 +75,8 @@ class IntegrationsMixin(JobsMixin):
     def fal_verifier(self) -> FalWebhookVerifier:
         found: FalWebhookVerifier | None = getattr(self, "_fal_verifier", None)
         if found is None:
+            from .fal_webhook import FalWebhookVerifier
+
             s = self.settings
             found = FalWebhookVerifier(
                 s.fal_jwks_url, s.fal_jwks_cache_ttl, s.fal_webhook_tolerance
@@ -98,6 +103,9 @@ class IntegrationsMixin(JobsMixin):
         pending_id: str | None = None,
         extra_metadata: dict[str, Any] | None = None,
     ) -> tuple[GenerationInfo, JobInfo | None]:
+        from . import generations as gens
+        from .fal import asset_metadata, find_media, result_metadata
+
         _check_generation_fields(provider, endpoint, request_id)
         req = dict(request or {})
         refs = find_media(result)
@@ -277,6 +285,8 @@ class IntegrationsMixin(JobsMixin):
     ) -> GenerationInfo:
         """A generation whose result will come later (by webhook): ``pending`` until
         then. A request id already recorded answers with that generation."""
+        from . import generations as gens
+
         _check_generation_fields(provider, endpoint, request_id)
         validate_name(owner, "owner")
         col = self.settings.default_collection if collection is None else collection
@@ -320,6 +330,8 @@ class IntegrationsMixin(JobsMixin):
     async def get_generation(
         self, generation_id: str, *, owner: str | None = None
     ) -> GenerationInfo:
+        from . import generations as gens
+
         async with self.repo.reads() as s:
             found = await gens.load(s, generation_id, owner)
         if found is None:
@@ -329,6 +341,8 @@ class IntegrationsMixin(JobsMixin):
     async def list_generations(
         self, *, owner: str, limit: int = 50
     ) -> builtins.list[GenerationInfo]:
+        from . import generations as gens
+
         async with self.repo.reads() as s:
             ids = list(
                 (
@@ -481,6 +495,8 @@ class IntegrationsMixin(JobsMixin):
     ) -> tickets.IssuedTicket:
         """A signed ticket and the webhook URL carrying it, to hand to fal as the
         request's ``webhook_url``: its results are then stored for ``owner``."""
+        from . import tickets
+
         s = self.settings
         return tickets.mint(
             s.resolved_webhook_secret(),
@@ -499,6 +515,9 @@ class IntegrationsMixin(JobsMixin):
         """What can be checked before reading the body: the signature headers are there
         and fresh, and the ticket is valid. (So an anonymous sender cannot make us read a
         large body, or fetch keys.)"""
+        from . import tickets
+        from .fal_webhook import read_headers
+
         s = self.settings
         signed = read_headers(headers, s.fal_webhook_tolerance)
         return signed, tickets.verify(s.resolved_webhook_secret(), ticket)
@@ -565,6 +584,8 @@ class IntegrationsMixin(JobsMixin):
         return _receipt(gen.id, job.id if job else None, gen.status, replayed=False)
 
     async def _generation_for_request(self, provider: str, request_id: str) -> Generation | None:
+        from . import generations as gens
+
         async with self.repo.reads() as s:
             return await gens.by_request(s, provider, request_id)
 
@@ -612,6 +633,8 @@ class IntegrationsMixin(JobsMixin):
 
     def media_matcher(self) -> MediaMatcher:
         """The configured matcher (MEDIAKEEP_PERSIST_HOSTS / _EXTENSIONS)."""
+        from .persist import MediaMatcher
+
         s = self.settings
         return MediaMatcher(
             hosts=s.persist_hosts,
@@ -633,6 +656,8 @@ class IntegrationsMixin(JobsMixin):
         """Store every media URL found in ``document`` and return a copy of it with those
         URLs replaced by permanent links. A URL that cannot be stored stays as it was and
         is reported in ``failed``. The same URL twice is stored once."""
+        from .persist import PersistReport, find_urls, label, rewrite, sources_for
+
         validate_name(owner, "owner")
         if collection is not None:
             validate_name(collection, "collection")

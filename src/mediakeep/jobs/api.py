@@ -1,5 +1,8 @@
 """``submit_ingest``, ``get_job``, ``job_events`` and the worker: the durable-jobs part of
-``MediaKeep``."""
+``MediaKeep``.
+
+The job machinery (queue, runner, worker) is imported where it is first used: every
+``MediaKeep`` has these methods, most processes never submit or run a job."""
 
 from __future__ import annotations
 
@@ -11,7 +14,7 @@ import json
 import time
 import uuid
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from yarl import URL
 
@@ -23,12 +26,13 @@ from ..pipeline.store import StorePipeline
 from ..settings import Settings
 from ..stores.base import ObjectStore
 from ..waiting import event_within
-from .repo import BeforeCommit, Claimed, JobRepository, Lease, NewItem
-from .runner import JobRunner
-from .signals import JobSignals
-from .sources import check_source, describe
-from .types import JobEventInfo, JobInfo
-from .worker import JobWorker, LeaseLost, run_leased, worker_name
+
+if TYPE_CHECKING:
+    from .repo import BeforeCommit, Claimed, JobRepository
+    from .runner import JobRunner
+    from .signals import JobSignals
+    from .types import JobEventInfo, JobInfo
+    from .worker import JobWorker
 
 MAX_IDEMPOTENCY_KEY = 255
 
@@ -65,6 +69,8 @@ class JobsMixin:
     def job_repo(self) -> JobRepository:
         found: JobRepository | None = getattr(self, "_job_repo", None)
         if found is None:
+            from .repo import JobRepository
+
             found = JobRepository(
                 self.repo.sessions,
                 self.repo.engine.dialect.name,
@@ -79,6 +85,8 @@ class JobsMixin:
         """Wakes readers of a job's events when this process commits new ones."""
         found: JobSignals | None = getattr(self, "_job_signals", None)
         if found is None:
+            from .signals import JobSignals
+
             found = JobSignals()
             self._job_signals = found
         return found
@@ -87,6 +95,8 @@ class JobsMixin:
     def job_runner(self) -> JobRunner:
         found: JobRunner | None = getattr(self, "_job_runner", None)
         if found is None:
+            from .runner import JobRunner
+
             found = JobRunner(self, self.job_repo)  # type: ignore[arg-type]
             self._job_runner = found
         return found
@@ -110,6 +120,8 @@ class JobsMixin:
 
     def job_worker(self, **kw: Any) -> JobWorker:
         """A worker for this process: ``await keep.job_worker().run()`` until ``stop()``."""
+        from .worker import JobWorker
+
         return JobWorker(self, **kw)  # type: ignore[arg-type]
 
     def job_payload(self, job: JobInfo) -> dict[str, Any]:
@@ -176,6 +188,10 @@ class JobsMixin:
         before_commit: BeforeCommit | None = None,
         run_now: bool = False,
     ) -> tuple[JobInfo, Claimed | None]:
+        from .repo import Claimed, Lease, NewItem
+        from .sources import check_source, describe
+        from .worker import worker_name
+
         s = self.settings
         for src in sources:
             check_source(src)
@@ -216,6 +232,8 @@ class JobsMixin:
     async def _run_now(self, claimed: Claimed) -> JobInfo:
         """Run a job in this call, durably: it is in the database already, leased to us,
         so if this process dies a worker finishes it; retries go to the workers."""
+        from .worker import LeaseLost, run_leased
+
         with contextlib.suppress(LeaseLost):
             await run_leased(
                 self.job_runner, self.job_repo, claimed, self.settings.job_visibility_timeout

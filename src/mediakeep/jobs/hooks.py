@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -23,6 +24,9 @@ class KindHooks:
 
 
 _HOOKS: dict[str, KindHooks] = {}
+# Where each kind's hooks are registered, for a process that has not imported that module
+# yet: a worker picking up a generation job may never have touched the integrations.
+_DEFINED_IN = {"generation": "mediakeep.integrations.generations"}
 
 
 def register(kind: str, hooks: KindHooks) -> None:
@@ -30,4 +34,6 @@ def register(kind: str, hooks: KindHooks) -> None:
 
 
 def hooks_for(kind: str) -> KindHooks:
+    if kind not in _HOOKS and kind in _DEFINED_IN:
+        importlib.import_module(_DEFINED_IN[kind])
     return _HOOKS.get(kind, KindHooks())
