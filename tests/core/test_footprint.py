@@ -151,8 +151,8 @@ def cli_at_exit(args: list[str], expression: str, tmp: Path) -> Any:
         "import atexit, gc\n"
         f"atexit.register(lambda: open({str(report)!r}, 'w').write(json.dumps({expression})))\n"
         f"sys.argv = ['mediakeep', *{args!r}]\n"
-        "from mediakeep.cli.main import app\n"
-        "app()\n"
+        "from mediakeep.cli import main\n"
+        "main()\n"
     )
     subprocess.run(
         [sys.executable, "-c", f"import json, sys\n{code}"],
@@ -186,11 +186,16 @@ def test_a_cli_ingest_with_json_loads_only_the_ingest_path(tmp_path: Path) -> No
 
 
 def test_a_cli_command_collects_garbage_once_its_imports_are_done(tmp_path: Path) -> None:
-    # Collection is off during start-up (mediakeep.cli); the command's run resumes it with
+    # The console script turns collection off for start-up (mediakeep.cli); the command's
+    # run resumes it with
     # the start-up objects frozen, which also spares them the scans at interpreter exit.
+    # Importing the commands in one's own process leaves collection alone.
     picture = tmp_path / "picture.png"
     picture.write_bytes(png_bytes(9))
     args = ["ingest", str(picture), "--owner", "alice", "--json"]
     enabled, frozen = cli_at_exit(args, "[gc.isenabled(), gc.get_freeze_count()]", tmp_path)
     assert enabled
     assert frozen > 10_000
+    probe = "import gc, mediakeep.cli.main; print(gc.isenabled())"
+    embedded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    assert embedded.stdout.strip() == "True"

@@ -1,3 +1,3 @@
-from .main import app
+from . import main
 
-app(prog_name="mediakeep")
+main()
