@@ -244,13 +244,27 @@ class MediaKeep(VersionsMixin, BundlesMixin, IntegrationsMixin):
 
         async def one(i: int, raw: SourceLike) -> IngestResult:
             nonlocal done
-            async with limit:
+            # The limit is on transfers: a file whose bytes are stored gives its place to
+            # the next one while its record is finalized (that holds no buffers).
+            await limit.acquire()
+            holding = True
+
+            def transferred() -> None:
+                nonlocal holding
+                if holding:
+                    holding = False
+                    limit.release()
+
+            try:
                 desc = _describe(raw)
                 try:
                     src = as_source(raw)
                     desc = src.describe()
                     stored = await self.pipeline.run(
-                        src, req, lambda got, of: report(i, desc, got, of, "downloading")
+                        src,
+                        req,
+                        lambda got, of: report(i, desc, got, of, "downloading"),
+                        transferred,
                     )
                     # Its URL is signed with everyone else's, once the batch is done.
                     result = _stored_result(desc, stored)
@@ -269,6 +283,8 @@ class MediaKeep(VersionsMixin, BundlesMixin, IntegrationsMixin):
                 done += 1
                 report(i, desc, result.size or 0, result.size, result.status)
                 return result
+            finally:
+                transferred()
 
         results = list(await asyncio.gather(*(one(i, s) for i, s in enumerate(items))))
         await self._sign_results(results)

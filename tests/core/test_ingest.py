@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import io
 import os
 from collections.abc import AsyncIterator
+from typing import Any
 
 import aiohttp
 import pytest
@@ -262,3 +264,36 @@ async def test_bodies_at_the_single_buffer_limit_are_stored_intact(
     ):
         h.update(chunk)
     assert h.hexdigest() == result.sha256
+
+
+async def test_the_concurrency_limit_is_on_transfers_not_on_finalizing_records(
+    keeps: KeepFactory, owner: str
+) -> None:
+    # With one transfer at a time, the second file starts while the first one's record is
+    # still being finalized: that step holds no buffers, so it holds no transfer slot.
+    # (Variants are made and uploaded after the record, inside the slot: off here.)
+    keep = await keeps.open(variants_enabled=False, placeholders=False)
+    first_finalizing = asyncio.Event()
+    let_finalize = asyncio.Event()
+    begun: list[str] = []
+    real_finalize, real_begin = keep.repo.finalize, keep.repo.begin_write
+
+    async def finalize(pending: Any, **kw: Any) -> Any:
+        if not first_finalizing.is_set():
+            first_finalizing.set()
+            await let_finalize.wait()
+        return await real_finalize(pending, **kw)
+
+    async def begin_write(**kw: Any) -> Any:
+        begun.append(kw["asset_id"])
+        if len(begun) == 2:
+            let_finalize.set()  # the second transfer began while the first was held
+        return await real_begin(**kw)
+
+    keep.repo.finalize = finalize  # type: ignore[method-assign]
+    keep.repo.begin_write = begin_write  # type: ignore[method-assign]
+    results = await asyncio.wait_for(
+        keep.store_many([png_bytes(70), png_bytes(71)], owner=owner, concurrency=1), 20
+    )
+    assert [r.status for r in results] == ["stored", "stored"]
+    assert len(begun) == 2

@@ -111,9 +111,17 @@ class StorePipeline:
         self.derived = Derived(store, repo, media, config.public_bucket)
 
     async def run(
-        self, source: Any, req: StoreRequest, on_bytes: ByteProgress | None = None
+        self,
+        source: Any,
+        req: StoreRequest,
+        on_bytes: ByteProgress | None = None,
+        on_transferred: Callable[[], None] | None = None,
     ) -> Stored:
-        """Store one source. Raises a MediaKeepError; on failure nothing is left behind."""
+        """Store one source. Raises a MediaKeepError; on failure nothing is left behind.
+
+        ``on_transferred`` is called once the bytes are in the store and checked, before
+        the record is finalized: a caller bounding concurrent transfers can start the next
+        one then, since what is left holds no buffers."""
         validate_name(req.owner, "owner")
         validate_name(req.collection, "collection")
         if req.slot is not None:
@@ -122,7 +130,7 @@ class StorePipeline:
         while True:
             try:
                 async with asyncio.timeout(self.config.download_timeout):
-                    return await self._attempt(source, req, on_bytes)
+                    return await self._attempt(source, req, on_bytes, on_transferred)
             except TimeoutError as exc:
                 raise DownloadTimeout(
                     f"the transfer did not finish within {self.config.download_timeout:g} s"
@@ -136,7 +144,11 @@ class StorePipeline:
                 log.info("retrying transfer", extra={"category": "download", "attempt": attempt})
 
     async def _attempt(
-        self, source: Any, req: StoreRequest, on_bytes: ByteProgress | None
+        self,
+        source: Any,
+        req: StoreRequest,
+        on_bytes: ByteProgress | None,
+        on_transferred: Callable[[], None] | None,
     ) -> Stored:
         cfg = self.config
         opened = await source.open(self.fetcher)
@@ -187,6 +199,7 @@ class StorePipeline:
             spool = Spool(SPOOL_IN_MEMORY) if self.media.wants_image_check(content_type) else None
             out = _Digest(meter.body(), flt, spool)
             check: asyncio.Future[ImageReport] | None = None
+            whole = b""
             # The intent is recorded while the body downloads; the upload waits for it.
             begin = asyncio.ensure_future(
                 self.repo.begin_write(
@@ -268,6 +281,16 @@ class StorePipeline:
                 }
             if flt is not None:
                 media_info["metadata_removed"] = flt.removed
+            # The transfer is over: its buffers go now, not when this call returns.
+            body = whole = b""
+            spool = check = None
+            derived_work = bool(image and image.variants) or self.media.wants_av_probe(
+                content_type
+            )
+            if on_transferred is not None and not derived_work:
+                # (Variants are uploaded, and a video probed, after the record: those stay
+                # inside the caller's bound.)
+                on_transferred()
             done: Finalized = await self.repo.finalize(
                 pending,
                 sha256=await out.sha256.hexdigest(),
