@@ -284,9 +284,7 @@ class StorePipeline:
             # The transfer is over: its buffers go now, not when this call returns.
             body = whole = b""
             spool = check = None
-            derived_work = bool(image and image.variants) or self.media.wants_av_probe(
-                content_type
-            )
+            derived_work = bool(image and image.variants) or self.media.wants_av_probe(content_type)
             if on_transferred is not None and not derived_work:
                 # (Variants are uploaded, and a video probed, after the record: those stay
                 # inside the caller's bound.)
