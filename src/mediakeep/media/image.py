@@ -22,6 +22,7 @@ from typing import IO
 from PIL import Image, ImageOps
 
 from .jpeg import check_jpeg
+from .png import check_png
 from .strip import CorruptMedia
 
 
@@ -129,12 +130,9 @@ def analyse(
             mode = img.mode
             size = img.size
             cheap = not presets and not placeholder and not decode
-            if cheap and fmt == "PNG":
-                # CRCs and structure of every chunk, without inflating pixels.
-                img.verify()
-            elif cheap and fmt == "JPEG":
+            if cheap and fmt in ("PNG", "JPEG"):
                 with _bytes_of(path) as data:
-                    check_jpeg(data)
+                    (check_png if fmt == "PNG" else check_jpeg)(data)
             else:
                 if fmt == "JPEG":
                     # DCT scaling: decode at (at least) the size the variants need; the
