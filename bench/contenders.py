@@ -263,13 +263,22 @@ class _MediaKeepBase(Contender):
 
 
 class MediaKeepLib(_MediaKeepBase):
-    def __init__(self, db: str, pg_admin_dsn: str, variants: bool = False) -> None:
+    def __init__(
+        self, db: str, pg_admin_dsn: str, variants: bool = False, checksum: str | None = None
+    ) -> None:
         self.db = db
         self.variants = variants
-        self.name = f"mediakeep-lib-{db}" + ("-variants" if variants else "")
+        # None: the default (auto, which on this loopback store sends no checksum).
+        self.checksum = checksum
+        self.name = (
+            f"mediakeep-lib-{db}"
+            + ("-variants" if variants else "")
+            + (f"-{checksum}" if checksum else "")
+        )
         self.description = (
             f"MediaKeep(settings).ingest_urls(...) in a worker process, {db} DB, "
             + ("thumb/small/tiny variants and placeholders" if variants else "no variants")
+            + (f", MEDIAKEEP_S3_CHECKSUM={checksum}" if checksum else "")
         )
         self.pg_admin_dsn = pg_admin_dsn
         self._pg_problem: str | None = None
@@ -305,7 +314,10 @@ class MediaKeepLib(_MediaKeepBase):
     def command(self, job: Job) -> tuple[list[str], dict[str, str]]:
         path = _write_job(job, self.job_payload(job, mode="ingest"))
         cmd = [sys.executable, "-m", "bench.workers.mediakeep_lib", str(path)]
-        return cmd, base_env(job.rundir)
+        env = base_env(job.rundir)
+        if self.checksum:
+            env["MEDIAKEEP_S3_CHECKSUM"] = self.checksum
+        return cmd, env
 
     def job_payload(self, job: Job, mode: str) -> dict[str, Any]:
         priv, pub = self.buckets(job)
@@ -432,4 +444,6 @@ def build_contenders(pg_admin_dsn: str) -> list[Contender]:
         MediaKeepLib("postgres", pg_admin_dsn),
         MediaKeepCli(),
         MediaKeepLib("sqlite", pg_admin_dsn, variants=True),
+        # What the end-to-end checksum costs: the default skips it on this loopback store.
+        MediaKeepLib("sqlite", pg_admin_dsn, checksum="sha256"),
     ]

@@ -14,6 +14,7 @@ from typing import Literal
 import pytest
 
 from mediakeep.errors import IntegrityError, StoreError
+from mediakeep.stores.factory import resolve_checksum
 from mediakeep.stores.s3 import S3Store
 from tests.support.s3_prefix_proxy import S3PrefixProxy
 from tests.support.seaweed import SeaweedS3
@@ -39,7 +40,7 @@ def bucket(seaweed: SeaweedS3) -> str:
 
 
 def s3_store(
-    proxy: S3PrefixProxy, seaweed: SeaweedS3, checksum: Literal["sha256", "md5"]
+    proxy: S3PrefixProxy, seaweed: SeaweedS3, checksum: Literal["sha256", "md5", "none"]
 ) -> S3Store:
     return S3Store(
         endpoint=proxy.endpoint,
@@ -99,12 +100,39 @@ async def test_md5_etag_check_catches_a_changed_body(
         await store.put(bucket, key, BODY, content_type="image/png", cache_control="no-cache")
 
 
-@pytest.mark.parametrize("checksum", ["sha256", "md5"])
+@pytest.mark.parametrize("checksum", ["sha256", "md5", "none"])
 async def test_an_unchanged_body_is_stored_and_marked_verified(
-    proxy: S3PrefixProxy, seaweed: SeaweedS3, bucket: str, checksum: Literal["sha256", "md5"]
+    proxy: S3PrefixProxy,
+    seaweed: SeaweedS3,
+    bucket: str,
+    checksum: Literal["sha256", "md5", "none"],
 ) -> None:
     store = s3_store(proxy, seaweed, checksum)
     key = f"k/{uuid.uuid4().hex}.bin"
     info = await store.put(bucket, key, BODY, content_type="image/png", cache_control="no-cache")
-    assert info.checksum_verified and info.size == len(BODY)
+    assert info.confirmed and info.size == len(BODY)
     assert b"".join([c async for c in store.get(bucket, key)]) == BODY
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "expected"),
+    [
+        (None, "sha256"),  # AWS
+        ("https://s3.eu-west-1.amazonaws.com", "sha256"),
+        ("http://minio.internal:9000", "sha256"),  # a wire, maybe a proxy
+        ("http://10.0.0.7:9000", "sha256"),
+        ("https://127.0.0.1:9000", "sha256"),  # TLS: something terminates and re-sends it
+        ("https://localhost:9000", "sha256"),
+        ("http://127.0.0.1:8333", "none"),  # the same machine, nothing in between
+        ("http://127.9.9.9:8333", "none"),
+        ("http://localhost:8333", "none"),
+        ("http://[::1]:8333", "none"),
+    ],
+)
+def test_auto_checksum_is_sha256_unless_the_store_is_plain_http_on_this_machine(
+    endpoint: str | None, expected: str
+) -> None:
+    assert resolve_checksum("auto", endpoint) == expected
+    # Said explicitly, the setting wins wherever the store is.
+    assert resolve_checksum("sha256", endpoint) == "sha256"
+    assert resolve_checksum("none", endpoint) == "none"

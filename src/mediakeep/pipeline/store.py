@@ -314,8 +314,8 @@ class StorePipeline:
     async def _verify(self, bucket: str, key: str, expected: int, info: ObjectInfo) -> None:
         if info.size != expected:
             raise IntegrityError(f"the store took {info.size} bytes, we sent {expected}")
-        if info.checksum_verified:
-            return  # the store's own checksum of the bytes matched ours: no HEAD needed
+        if info.confirmed:
+            return  # the store's own answer covers it: no HEAD needed
         head = await self.store.head(bucket, key)
         if head is None or head.size != expected:
             got = None if head is None else head.size

@@ -19,8 +19,10 @@ class ObjectInfo:
     content_type: str | None = None
     # When the store last wrote the object, where it says (gc spares young objects).
     last_modified: datetime | None = None
-    # The store reported a checksum of what it holds and it matched the bytes sent.
-    checksum_verified: bool = False
+    # The store's answer confirms it took exactly the bytes sent: it checked our checksum,
+    # or it acknowledged a single PUT of a body of known length. Otherwise the pipeline
+    # asks it what it holds (HEAD).
+    confirmed: bool = False
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,9 @@ store never loads obstore (S3: ~4 MB of RSS) or the Supabase and hybrid clients.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import ipaddress
+from typing import TYPE_CHECKING, Literal
+from urllib.parse import urlsplit
 
 from ..errors import InvalidInput
 from ..settings import Settings
@@ -88,5 +90,31 @@ def _s3(settings: Settings) -> S3Store:
         public_base_url=settings.public_base_url,
         create_buckets=settings.s3_create_buckets,
         conditional_put=settings.s3_conditional_put,
-        checksum=settings.s3_checksum,
+        checksum=resolve_checksum(settings.s3_checksum, settings.s3_endpoint),
     )
+
+
+def resolve_checksum(
+    setting: Literal["auto", "sha256", "md5", "none"], endpoint: str | None
+) -> Literal["sha256", "md5", "none"]:
+    """``auto``: sha256 wherever bytes cross a wire or a proxy could sit (any remote host,
+    and https anywhere: a TLS terminator decrypts and re-sends), none for a plain-http
+    store on this machine, where they go from one process's memory to another's through
+    the kernel and a checksum guards nothing that the rest of our memory is not."""
+    if setting != "auto":
+        return setting
+    if not endpoint:
+        return "sha256"  # AWS itself
+    parts = urlsplit(endpoint)
+    return "none" if parts.scheme == "http" and _is_loopback(parts.hostname) else "sha256"
+
+
+def _is_loopback(host: str | None) -> bool:
+    if host is None:
+        return False
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a name: it may resolve anywhere

@@ -45,7 +45,7 @@ class S3Store:
         create_buckets: bool = True,
         conditional_put: bool = True,
         unsigned_payload: bool = True,
-        checksum: Literal["sha256", "md5"] = "sha256",
+        checksum: Literal["sha256", "md5", "none"] = "sha256",
     ) -> None:
         self.endpoint = endpoint.rstrip("/") if endpoint else None
         self._checksum = checksum
@@ -166,8 +166,11 @@ class S3Store:
             )
         except AlreadyExistsError as exc:
             raise ObjectExists(f"object {key} already exists") from exc
-        if self._checksum == "sha256":
-            return ObjectInfo(key=key, size=len(data), etag=res["e_tag"], checksum_verified=True)
+        # A 200 to a single PUT acknowledges a body of exactly its Content-Length; the
+        # checksum (sent, or the ETag compared) covers what those bytes are.
+        info = ObjectInfo(key=key, size=len(data), etag=res["e_tag"], confirmed=True)
+        if self._checksum != "md5":
+            return info
         etag = (res["e_tag"] or "").strip('"')
         # Stores without flexible checksums: a single-part PUT's ETag is the MD5 of the
         # body on S3 and its clones, an end-to-end check that the store holds what we sent.
@@ -175,8 +178,7 @@ class S3Store:
             local = hashlib.md5(data, usedforsecurity=False).hexdigest()
             if etag.lower() != local:
                 raise IntegrityError(f"the store's checksum {etag} does not match ours {local}")
-            return ObjectInfo(key=key, size=len(data), etag=res["e_tag"], checksum_verified=True)
-        return ObjectInfo(key=key, size=len(data), etag=res["e_tag"])
+        return info
 
     async def get(
         self, bucket: str, key: str, byte_range: ByteRange | None = None
