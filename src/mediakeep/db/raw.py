@@ -112,8 +112,34 @@ class Result:
         return self.rows[0][0]
 
 
-class SqliteExec:
+class _Exec:
+    """Transaction control shared by both executors; ``_run`` and ``_in_transaction``
+    are the driver's."""
+
+    BEGIN = "BEGIN"
+
+    def begin(self) -> None:
+        self._run(self.BEGIN)
+
+    def commit(self) -> None:
+        self._run("COMMIT")
+
+    def rollback(self) -> None:
+        if self._in_transaction():
+            self._run("ROLLBACK")
+
+    def _run(self, sql: str) -> None:
+        raise NotImplementedError
+
+    def _in_transaction(self) -> bool:
+        raise NotImplementedError
+
+
+class SqliteExec(_Exec):
     """Statements on a stdlib sqlite3 connection (autocommit mode: the caller begins)."""
+
+    # Take the write lock up front, as every SQLite write transaction here does.
+    BEGIN = "BEGIN IMMEDIATE"
 
     def __init__(self, conn: sqlite3.Connection, dialect: Dialect) -> None:
         self._conn = conn
@@ -129,15 +155,8 @@ class SqliteExec:
             raise _wrap(c.sql, params, exc, sqlite3.Error) from exc
         return Result(c.rows(raw), cur.rowcount)
 
-    def begin(self) -> None:
-        self._run("BEGIN IMMEDIATE")
-
-    def commit(self) -> None:
-        self._run("COMMIT")
-
-    def rollback(self) -> None:
-        if self._conn.in_transaction:
-            self._run("ROLLBACK")
+    def _in_transaction(self) -> bool:
+        return self._conn.in_transaction
 
     def _run(self, sql: str) -> None:
         try:
@@ -146,7 +165,7 @@ class SqliteExec:
             raise _wrap(sql, (), exc, sqlite3.Error) from exc
 
 
-class AsyncpgExec:
+class AsyncpgExec(_Exec):
     """Statements on an asyncpg connection, called from synchronous code running inside
     SQLAlchemy's greenlet bridge (``greenlet_spawn``), as its own asyncpg adapter does."""
 
@@ -168,15 +187,8 @@ class AsyncpgExec:
         count = status.rsplit(" ", 1)[-1]
         return Result([], int(count) if count.isdigit() else -1)
 
-    def begin(self) -> None:
-        self._run("BEGIN")
-
-    def commit(self) -> None:
-        self._run("COMMIT")
-
-    def rollback(self) -> None:
-        if self._conn.is_in_transaction():
-            self._run("ROLLBACK")
+    def _in_transaction(self) -> bool:
+        return bool(self._conn.is_in_transaction())
 
     def _run(self, sql: str) -> None:
         try:
