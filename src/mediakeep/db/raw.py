@@ -54,13 +54,13 @@ class Compiled:
         ]
 
 
-_compiled: dict[tuple[int, str], tuple[ClauseElement, Compiled]] = {}
+_compiled: dict[tuple[int, str, str], tuple[ClauseElement, Compiled]] = {}
 
 
 def compile_once(stmt: ClauseElement, dialect: Dialect) -> Compiled:
     """``stmt`` compiled for ``dialect``; statements are long-lived module constants, so
     they are cached by identity (the statement is kept, so its id cannot be reused)."""
-    key = (id(stmt), dialect.name)
+    key = (id(stmt), dialect.name, dialect.driver)
     hit = _compiled.get(key)
     if hit is not None:
         return hit[1]
