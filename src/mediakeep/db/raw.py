@@ -118,6 +118,10 @@ class _Exec:
 
     BEGIN = "BEGIN"
 
+    def __init__(self, conn: Any, dialect: Dialect) -> None:
+        self._conn = conn
+        self.dialect = dialect
+
     def begin(self) -> None:
         self._run(self.BEGIN)
 
@@ -140,10 +144,6 @@ class SqliteExec(_Exec):
 
     # Take the write lock up front, as every SQLite write transaction here does.
     BEGIN = "BEGIN IMMEDIATE"
-
-    def __init__(self, conn: sqlite3.Connection, dialect: Dialect) -> None:
-        self._conn = conn
-        self.dialect = dialect
 
     def execute(self, stmt: ClauseElement, values: dict[str, Any] | None = None) -> Result:
         c = compile_once(stmt, self.dialect)
@@ -168,10 +168,6 @@ class SqliteExec(_Exec):
 class AsyncpgExec(_Exec):
     """Statements on an asyncpg connection, called from synchronous code running inside
     SQLAlchemy's greenlet bridge (``greenlet_spawn``), as its own asyncpg adapter does."""
-
-    def __init__(self, conn: Any, dialect: Dialect) -> None:
-        self._conn = conn
-        self.dialect = dialect
 
     def execute(self, stmt: ClauseElement, values: dict[str, Any] | None = None) -> Result:
         c = compile_once(stmt, self.dialect)
