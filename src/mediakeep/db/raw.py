@@ -156,7 +156,7 @@ class SqliteExec(_Exec):
         return Result(c.rows(raw), cur.rowcount)
 
     def _in_transaction(self) -> bool:
-        return self._conn.in_transaction
+        return bool(self._conn.in_transaction)
 
     def _run(self, sql: str) -> None:
         try:
