@@ -21,7 +21,10 @@ from .strip import CorruptMedia
 # In entropy-coded data 0xFF is followed by 0x00 (a stuffed byte), a restart marker
 # (D0-D7) or more 0xFF fill: anything else is the next marker.
 _NEXT_MARKER = re.compile(rb"\xff[^\x00\xd0-\xd7\xff]")
-_SOF = frozenset({0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF})
+# Start-of-frame markers: the frame header carrying the size and components.
+SOF_MARKERS = frozenset(
+    {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
+)
 _ARITHMETIC_SOF = frozenset({0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF})
 _DHT, _DQT, _DRI, _SOS, _EOI, _SOI, _DNL, _TEM = 0xC4, 0xDB, 0xDD, 0xDA, 0xD9, 0xD8, 0xDC, 0x01
 
@@ -62,7 +65,7 @@ def check_jpeg(data: bytes | mmap.mmap) -> None:
         if end > n:
             raise CorruptMedia("JPEG ends inside a segment: the file is truncated")
         body = data[pos + 4 : end]
-        if marker in _SOF:
+        if marker in SOF_MARKERS:
             if components is not None:
                 raise CorruptMedia("JPEG has more than one frame header")
             components = _frame_components(body)

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from PIL import Image
 
 from ..errors import MediaKeepError
+from .jpeg import SOF_MARKERS
 
 
 class ImageTooLarge(MediaKeepError):
@@ -33,7 +34,6 @@ _PIL_FORMATS = {
     "image/bmp": "BMP",
     "image/tiff": "TIFF",
 }
-_SOF = frozenset({0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF})
 
 
 def probe_header(head: bytes, content_type: str, max_pixels: int) -> HeaderInfo:
@@ -75,7 +75,7 @@ def _jpeg_size(head: bytes) -> tuple[int, int] | None:
         if marker == 0xFF:
             pos += 1
             continue
-        if marker in _SOF:
+        if marker in SOF_MARKERS:
             if pos + 9 > n:
                 return None
             height = int.from_bytes(head[pos + 5 : pos + 7], "big")
