@@ -281,9 +281,9 @@ class StorePipeline:
                 }
             if flt is not None:
                 media_info["metadata_removed"] = flt.removed
-            # The transfer is over: its buffers go now, not when this call returns.
+            # The transfer is over: its buffers go now, not when this call returns (the
+            # spool was closed and the check's closure reads ``whole``).
             body = whole = b""
-            spool = check = None
             derived_work = bool(image and image.variants) or self.media.wants_av_probe(content_type)
             if on_transferred is not None and not derived_work:
                 # (Variants are uploaded, and a video probed, after the record: those stay
