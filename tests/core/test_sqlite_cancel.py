@@ -73,3 +73,31 @@ async def test_cancelled_statement_releases_the_write_lock(tmp_path: Path, state
             await s.execute(text("INSERT INTO t VALUES (3)"))  # and writers go on
     finally:
         await engine.dispose()
+
+
+async def test_a_first_connection_waits_for_a_writer_to_switch_the_database_to_wal(
+    tmp_path: Path,
+) -> None:
+    # Switching to WAL needs the exclusive lock, and SQLite refuses it at once, whatever
+    # the busy timeout, while another connection is writing: processes starting together
+    # on a new database failed this way (CI saw it in the racing-migrations test).
+    path = tmp_path / "m.db"
+    writer = sqlite3.connect(path, isolation_level=None)
+    writer.execute("CREATE TABLE t (x)")
+    writer.execute("BEGIN IMMEDIATE")
+    writer.execute("INSERT INTO t VALUES (1)")
+    engine = create_engine(f"sqlite+aiosqlite:///{path}")
+    try:
+
+        async def connect() -> str:
+            async with engine.connect() as conn:
+                return str((await conn.exec_driver_sql("PRAGMA journal_mode")).scalar())
+
+        attempt = asyncio.create_task(connect())
+        await asyncio.sleep(0.3)
+        assert not attempt.done()  # still waiting, not failed
+        writer.execute("COMMIT")
+        assert await asyncio.wait_for(attempt, 10) == "wal"
+    finally:
+        writer.close()
+        await engine.dispose()

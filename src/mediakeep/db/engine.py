@@ -4,6 +4,8 @@ sockets at checkout in place of pre-ping."""
 from __future__ import annotations
 
 import contextlib
+import sqlite3
+import time
 from pathlib import Path
 from typing import Any
 
@@ -58,13 +60,40 @@ def _drop_closed_connections(sync_engine: Engine) -> None:
             raise DisconnectionError("the server closed this connection")
 
 
+# How long a connection keeps trying to put a new database into WAL mode.
+_WAL_PATIENCE = 30.0
+
+
+def _use_wal(cur: Any) -> None:
+    """WAL mode is a property of the database file, so once it is set a connection only
+    has to read it. Setting it needs the exclusive lock, and SQLite answers "database is
+    locked" at once, without waiting out the busy timeout, when another connection holds
+    a lock at that moment: processes starting together on a new database, one of them
+    already making the schema. So the setting is retried for a while. The waits block the
+    event loop, but only on a database's first connections, before there is work to
+    block."""
+    cur.execute("PRAGMA journal_mode")
+    if str(cur.fetchone()[0]).lower() == "wal":
+        return
+    deadline = time.monotonic() + _WAL_PATIENCE
+    while True:
+        try:
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.fetchall()
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.005)
+
+
 def tune_sqlite(sync_engine: Engine) -> None:
     @event.listens_for(sync_engine, "connect")
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:
         # Let SQLAlchemy, not the driver, decide when transactions begin (see _on_begin).
         dbapi_conn.isolation_level = None
         cur = dbapi_conn.cursor()
-        cur.execute("PRAGMA journal_mode=WAL")
+        _use_wal(cur)
         cur.execute("PRAGMA synchronous=NORMAL")
         cur.execute("PRAGMA foreign_keys=ON")
         cur.execute("PRAGMA busy_timeout=30000")
