@@ -288,6 +288,21 @@ def markdown(report: dict[str, Any], mediakeep_placeholder: str | None = None) -
     return "\n".join(lines) + "\n"
 
 
+README = Path(__file__).parent / "README.md"
+START, END = "<!-- results:start -->", "<!-- results:end -->"
+
+
+def splice_readme(tables: str, readme: Path = README) -> None:
+    """Put ``tables`` between the README's results markers, so that the table under
+    "Latest results" is always the last full run's, never one typed in by hand."""
+    text = readme.read_text()
+    head, sep, rest = text.partition(START)
+    _, sep2, tail = rest.partition(END)
+    if not sep or not sep2:
+        raise ValueError(f"{readme} has no {START} ... {END} block")
+    readme.write_text(f"{head}{START}\n{tables}{END}{tail}")
+
+
 def main() -> None:
     import argparse
     import json
@@ -301,9 +316,17 @@ def main() -> None:
         default=None,
         help="text for mediakeep cells without figures, e.g. 'pending'",
     )
+    parser.add_argument(
+        "--readme",
+        action="store_true",
+        help="also write the tables into bench/README.md (between its results markers)",
+    )
     args = parser.parse_args()
     doc = json.loads(args.results.read_text())
-    print(markdown(doc, args.mediakeep_placeholder), end="")
+    tables = markdown(doc, args.mediakeep_placeholder)
+    print(tables, end="")
+    if args.readme:
+        splice_readme(tables)
 
 
 if __name__ == "__main__":

@@ -407,8 +407,13 @@ class Bench:
         report.print_console(doc)
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(doc, indent=1) + "\n")
-        args.out.with_suffix(".md").write_text(report.markdown(doc))
+        tables = report.markdown(doc)
+        args.out.with_suffix(".md").write_text(tables)
         print(f"wrote {display(args.out)} and {display(args.out.with_suffix('.md'))}")
+        if args.out == RESULTS_DIR / "latest.json" and not (args.only or args.workload):
+            # Only a full run stands for the README's "Latest results".
+            report.splice_readme(tables)
+            print(f"updated the results table in {display(report.README)}")
         return 0
 
 
