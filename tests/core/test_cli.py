@@ -75,6 +75,20 @@ def test_ingest_exit_code_is_nonzero_when_any_input_fails(
     assert human.returncode == 1 and "unsupported_media_type" in human.stdout
 
 
+def test_human_errors_keep_the_code_and_every_bracket(
+    cli_env: dict[str, str], provider: Provider
+) -> None:
+    # Rich read "[not_found]" as a style and dropped it, and with it what a user searches
+    # the docs for; URLs and messages with brackets lost them the same way.
+    missing = run(["url", "not-an-asset"], cli_env)
+    assert missing.returncode == 1
+    assert "error [not_found]" in " ".join(missing.stderr.split())
+    source = provider.url("/html-as-png?tag=[draft]")
+    human = run(["ingest", source, "--owner", "bob"], {**cli_env, "COLUMNS": "400"})
+    assert human.returncode == 1
+    assert source in human.stdout and "unsupported_media_type" in human.stdout
+
+
 def test_db_upgrade_on_sqlite_and_postgres(
     cli_env: dict[str, str], postgres: PostgresServer
 ) -> None:

@@ -19,6 +19,7 @@ from .common import (
     load_settings,
     out,
     run_async,
+    styled,
     with_keep,
 )
 
@@ -152,7 +153,11 @@ def persist_json(
     for item in report.failed:
         if not as_json:
             error = item.get("error") or {}
-            err.print(f"[red]not stored[/red] {item['path']}: {item['url']} ({error.get('code')})")
+            err.print(
+                styled(
+                    ("not stored", "red"), f" {item['path']}: {item['url']} ({error.get('code')})"
+                )
+            )
     if not as_json:
         err.print(f"{len(report.replaced)} replaced, {len(report.failed)} left as they were")
     if report.failed:

@@ -24,6 +24,7 @@ from .common import (
     out,
     resume_collection,
     run_async,
+    styled,
     with_keep,
 )
 
@@ -85,11 +86,13 @@ def ingest(
             if r.ok:
                 color = "green" if r.status == "stored" else "cyan"
                 table.add_row(
-                    f"[{color}]{r.status}[/]", r.source, r.id, str(r.size), r.content_type
+                    styled((r.status, color)), r.source, r.id, str(r.size), r.content_type
                 )
             else:
                 e = r.error or {}
-                table.add_row("[red]failed[/]", r.source, f"{e.get('code')}: {e.get('message')}")
+                table.add_row(
+                    styled(("failed", "red")), r.source, f"{e.get('code')}: {e.get('message')}"
+                )
         out.print(table)
     if not all(r.ok for r in results):
         raise typer.Exit(1)
@@ -227,7 +230,7 @@ def serve(
     if as_json:
         emit_json({"url": base, "docs": f"{base}/docs", "token_command": token_cmd})
     else:
-        out.print(f"mediakeep serving on [bold]{base}[/bold]", soft_wrap=True)
+        out.print(styled("mediakeep serving on ", (base, "bold")), soft_wrap=True)
         out.print(f"  API docs:    {base}/docs", soft_wrap=True)
         if jwt_secret:
             out.print(f"  get a token: {token_cmd}", soft_wrap=True)
@@ -314,7 +317,9 @@ def token(
             raise typer.BadParameter("--owner is required (or --service-role)")
         secret = load_settings().resolved_jwt_secret()
         if not secret:
-            err.print("[red]error[/red] set MEDIAKEEP_JWT_SECRET (the server's JWT secret)")
+            err.print(
+                styled(("error", "red"), " set MEDIAKEEP_JWT_SECRET (the server's JWT secret)")
+            )
             raise typer.Exit(1)
         role = SERVICE_ROLE if service_role else USER_ROLE
         value = mint_token(secret, owner, expires_in=expires_in, role=role)

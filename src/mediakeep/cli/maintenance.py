@@ -16,7 +16,17 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 import typer
 
 from ..errors import InvalidInput, MediaKeepError
-from .common import JsonOpt, emit_json, err, fail, load_settings, out, run_async, with_keep
+from .common import (
+    JsonOpt,
+    emit_json,
+    err,
+    fail,
+    load_settings,
+    out,
+    run_async,
+    styled,
+    with_keep,
+)
 
 if TYPE_CHECKING:
     from rich.progress import Progress, ProgressColumn
@@ -149,7 +159,7 @@ def gc(
             f"{result.young_kept}"
         )
         for e in result.errors:
-            err.print(f"[red]error[/red] {e}")
+            err.print(styled(("error", "red"), f" {e}"))
     if result.errors:
         raise typer.Exit(1)
 
@@ -212,7 +222,7 @@ def verify_cmd(
                 found = p.actual_sha256 or (
                     str(p.actual_size) if p.actual_size is not None else p.detail or ""
                 )
-                table.add_row(f"[red]{p.problem}[/]", f"{p.bucket}/{p.key}", expected, found)
+                table.add_row(styled((p.problem, "red")), f"{p.bucket}/{p.key}", expected, found)
             out.print(table)
     if report.problems:
         raise typer.Exit(1)
@@ -237,7 +247,9 @@ def stats_cmd(owner: OptionalOwner = None, as_json: JsonOpt = False) -> None:
         f"dedup saves {_size(result.dedup_savings_bytes)}"
     )
     if result.missing_objects:
-        out.print(f"[yellow]{result.missing_objects} objects are missing from the store[/]")
+        out.print(
+            styled((f"{result.missing_objects} objects are missing from the store", "yellow"))
+        )
     table = Table("owner", "assets", "bytes", "stored", "dedup saves", title="by owner")
     for name, u in sorted(result.by_owner.items()):
         table.add_row(
@@ -281,9 +293,9 @@ def doctor(as_json: JsonOpt = False) -> None:
             {"ok": all(c.status != "fail" for c in checks), "checks": [c.to_dict() for c in checks]}
         )
     else:
-        marks = {"ok": "[green]ok[/]  ", "warn": "[yellow]warn[/]", "fail": "[red]FAIL[/]"}
+        marks = {"ok": ("ok  ", "green"), "warn": ("warn", "yellow"), "fail": ("FAIL", "red")}
         for c in checks:
-            out.print(f"{marks[c.status]} {c.name}: {c.message}", soft_wrap=True)
+            out.print(styled(marks[c.status], f" {c.name}: {c.message}"), soft_wrap=True)
     if any(c.status == "fail" for c in checks):
         raise typer.Exit(1)
 
@@ -501,7 +513,7 @@ def import_urls(
                 e = i["error"] or {}
                 color = "yellow" if i["status"] == "expired" else "red"
                 table.add_row(
-                    str(i["line"]), f"[{color}]{i['status']}[/]", i["url"], e.get("message", "")
+                    str(i["line"]), styled((i["status"], color)), i["url"], e.get("message", "")
                 )
         if table.row_count:
             out.print(table)
