@@ -6,12 +6,14 @@ round trips per checkout; we check the socket instead (db/engine.py)."""
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import asyncpg
 import pytest
-from sqlalchemy import text
+from sqlalchemy import event, text
 
 from tests.conftest import Backend, KeepFactory
+from tests.core.helpers import png_bytes
 from tests.support.postgres import PostgresServer
 from tests.support.provider import Provider
 
@@ -55,3 +57,29 @@ async def test_connections_closed_by_the_server_are_replaced(
     async with keep.repo.reads() as s:
         after = int((await s.execute(text("SELECT pg_backend_pid()"))).scalar_one())
     assert after not in before
+
+
+@pytest.mark.parametrize("backend", PG, ids=lambda b: b.id)
+async def test_a_pool_too_small_to_spare_writes_through_sqlalchemy_in_one_statement(
+    backend: Backend, keeps: KeepFactory, postgres: PostgresServer, provider: Provider, owner: str
+) -> None:
+    # With one pooled connection none is held for the writes: they run on SQLAlchemy's
+    # own execution path, which once refused the one-statement finalize ("A value is
+    # required for bind parameter") because its parameters were named like columns.
+    url = await postgres.create_database_async()
+    keep = await keeps.open(database_url=url, db_pool_size=1, db_pool_overflow=0)
+    finalizes: list[str] = []
+
+    @event.listens_for(keep.repo.engine.sync_engine, "before_cursor_execute")
+    def seen(_c: Any, _cur: Any, statement: str, *_: Any) -> None:
+        if statement.lstrip().startswith("WITH twin AS"):
+            finalizes.append(statement)
+
+    first = await keep.ingest_url(provider.url(f"/img/{owner}-one.png?w=8&h=8"), owner=owner)
+    assert first.status == "stored", first.error
+    assert len(finalizes) == 1
+    again = await keep.ingest_url(provider.url(f"/img/{owner}-one.png?w=8&h=8"), owner=owner)
+    assert again.status == "deduplicated" and again.key == first.key
+    many = await keep.store_many([png_bytes(77)] * 4, owner=owner, concurrency=4)
+    assert sorted(r.status for r in many) == ["deduplicated"] * 3 + ["stored"]
+    assert len({r.key for r in many}) == 1

@@ -50,9 +50,9 @@ class Exec(Protocol):
 T = TypeVar("T")
 
 _FIND_TWIN = select(StoredObject.id, StoredObject.key).where(
-    StoredObject.owner == bindparam("owner"),
-    StoredObject.bucket == bindparam("bucket"),
-    StoredObject.sha256 == bindparam("sha256"),
+    StoredObject.owner == bindparam("b_owner"),
+    StoredObject.bucket == bindparam("b_bucket"),
+    StoredObject.sha256 == bindparam("b_sha256"),
     StoredObject.status == "stored",
 )
 # SQLite serialises writers with BEGIN IMMEDIATE; PostgreSQL needs row locks.
@@ -62,7 +62,9 @@ _TWIN_FACTS = (
     .where(Asset.object_id == bindparam("object_id"), Asset.status == "stored")
     .limit(1)
 )
-# Parameters prefixed b_: a bound name equal to a column name clashes with the SET clause.
+# Parameters prefixed b_: a bound name equal to a column name clashes with the SET clause
+# (SQLAlchemy's execution takes such a key for a value of that column in every UPDATE of
+# the statement, CTEs included: "A value is required for bind parameter").
 _MARK_OBJECT_STORED = (
     update(StoredObject)
     .where(StoredObject.id == bindparam("b_id"), StoredObject.status == "pending")
@@ -163,7 +165,7 @@ def finalize(
     discard); ``values`` is completed."""
     existing = c.execute(
         _FIND_TWIN_LOCKED if lock_rows else _FIND_TWIN,
-        {"owner": row["owner"], "bucket": bucket, "sha256": values["sha256"]},
+        {"b_owner": row["owner"], "b_bucket": bucket, "b_sha256": values["sha256"]},
     ).first()
     now = values["updated_at"]
     asset_id = row["id"]
@@ -252,9 +254,8 @@ def finalize_new(
     object_id = row["object_id"]
     values["object_id"] = object_id
     params = {
-        "owner": row["owner"],
-        "bucket": bucket,
-        "sha256": values["sha256"],
+        "b_owner": row["owner"],
+        "b_bucket": bucket,
         "b_id": object_id,
         "b_sha256": values["sha256"],
         "b_size": values["size"],
@@ -404,8 +405,9 @@ class WriteRunner:
 
     @property
     def one_statement_finalize(self) -> bool:
-        """Whether ``finalize_new`` runs here (PostgreSQL on the driver's connection)."""
-        return self._held is not None
+        """Whether ``finalize_new`` runs here: on PostgreSQL, on the driver's connection
+        or through SQLAlchemy's own path alike."""
+        return self.dialect.name == "postgresql"
 
     async def aclose(self) -> None:
         if self._held is not None:
