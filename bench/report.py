@@ -238,6 +238,13 @@ def _md_row(cells: list[str]) -> str:
     return "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
 
 
+def _runs(config: dict[str, Any]) -> str:
+    images = config.get("image_runs", config["runs"])
+    if images == config["runs"]:
+        return f"{config['runs']} run(s)"
+    return f"{images} runs of the images, {config['runs']} of each large file"
+
+
 def markdown(report: dict[str, Any], mediakeep_placeholder: str | None = None) -> str:
     """Tables for the README.
 
@@ -250,7 +257,7 @@ def markdown(report: dict[str, Any], mediakeep_placeholder: str | None = None) -
     lines = [
         f"Measured {report['date']} on {machine['nproc']} CPUs ({machine['cpu_model']}), "
         f"{machine['memory_gib']} GiB RAM, Python {machine['python']}; "
-        f"{config['runs']} run(s), concurrency {config['concurrency']}, "
+        f"{_runs(config)}, concurrency {config['concurrency']}, "
         f"{config['corpus']['images']} images ({config['corpus']['image_mb']:.1f} MB). "
         "Medians; MB = MiB; CPU = user+sys of the contender's process tree; "
         "S3 srv CPU = SeaweedFS CPU during that run.",
