@@ -3,6 +3,7 @@ sockets at checkout in place of pre-ping."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import sqlite3
 import time
@@ -14,6 +15,7 @@ from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlalchemy.ext.asyncio import AsyncSession as AsyncSession
+from sqlalchemy.util import await_only
 
 # Execution option that marks a connection's transactions as read-only (see tune_sqlite).
 READ_ONLY = "mediakeep_read_only"
@@ -64,14 +66,12 @@ def _drop_closed_connections(sync_engine: Engine) -> None:
 _WAL_PATIENCE = 30.0
 
 
-def _use_wal(cur: Any) -> None:
+def _use_wal(dbapi_conn: Any, cur: Any) -> None:
     """WAL mode is a property of the database file, so once it is set a connection only
     has to read it. Setting it needs the exclusive lock, and SQLite answers "database is
     locked" at once, without waiting out the busy timeout, when another connection holds
     a lock at that moment: processes starting together on a new database, one of them
-    already making the schema. So the setting is retried for a while. The waits block the
-    event loop, but only on a database's first connections, before there is work to
-    block."""
+    already making the schema. So the setting is retried for a while."""
     cur.execute("PRAGMA journal_mode")
     if str(cur.fetchone()[0]).lower() == "wal":
         return
@@ -84,7 +84,12 @@ def _use_wal(cur: Any) -> None:
         except sqlite3.OperationalError as exc:
             if "locked" not in str(exc) or time.monotonic() > deadline:
                 raise
-            time.sleep(0.005)
+            if isinstance(dbapi_conn, sqlite3.Connection):
+                time.sleep(0.005)  # a thread of its own (the writer's engine)
+            else:
+                # The async engine connects on the event loop, inside SQLAlchemy's
+                # greenlet bridge: wait there without blocking the loop.
+                await_only(asyncio.sleep(0.005))
 
 
 def tune_sqlite(sync_engine: Engine) -> None:
@@ -93,7 +98,7 @@ def tune_sqlite(sync_engine: Engine) -> None:
         # Let SQLAlchemy, not the driver, decide when transactions begin (see _on_begin).
         dbapi_conn.isolation_level = None
         cur = dbapi_conn.cursor()
-        _use_wal(cur)
+        _use_wal(dbapi_conn, cur)
         cur.execute("PRAGMA synchronous=NORMAL")
         cur.execute("PRAGMA foreign_keys=ON")
         cur.execute("PRAGMA busy_timeout=30000")
