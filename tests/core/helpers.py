@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import io
+import json
 import re
+import subprocess
+import sys
+from pathlib import Path
 
 from PIL import Image
 from sqlalchemy import func, select
@@ -44,3 +48,19 @@ async def keys_in_store(keep: MediaKeep, owner: str, *, variants: bool = False) 
 async def assert_nothing_stored(keep: MediaKeep, owner: str) -> None:
     assert await rows_for(keep, owner) == (0, 0)
     assert await keys_in_store(keep, owner, variants=True) == []
+
+
+def loaded_after(code: str, modules: tuple[str, ...], cwd: Path | None = None) -> list[str]:
+    """Which of ``modules`` a fresh interpreter has imported after running ``code``."""
+    report = f"print(json.dumps([m for m in {modules!r} if m in sys.modules]))"
+    script = f"import json, sys\n{code}\n{report}\n"
+    out = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+        cwd=cwd,
+    )
+    found: list[str] = json.loads(out.stdout.splitlines()[-1])
+    return found

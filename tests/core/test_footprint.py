@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from tests.core.helpers import png_bytes
+from tests.core.helpers import loaded_after, png_bytes
 
 # Each is several MB of RSS and tens of ms of start-up: OpenSSL's bindings (fal webhook
 # signatures), PyJWT (bearer tokens), FastAPI (the HTTP service), PyAV (FFmpeg's libraries),
@@ -47,22 +47,6 @@ DEFERRED_MODULES = (
     "mediakeep.sync",
 )
 DEFERRED = DEFERRED_PACKAGES + DEFERRED_MODULES
-
-
-def loaded_after(code: str, modules: tuple[str, ...], cwd: Path) -> list[str]:
-    """Which of ``modules`` a fresh interpreter has imported after running ``code``."""
-    report = f"print(json.dumps([m for m in {modules!r} if m in sys.modules]))"
-    script = f"import json, sys\n{code}\n{report}\n"
-    out = subprocess.run(
-        [sys.executable, "-c", script],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=60,
-        cwd=cwd,
-    )
-    found: list[str] = json.loads(out.stdout.splitlines()[-1])
-    return found
 
 
 def test_a_keep_on_the_local_store_defers_what_only_some_callers_need(tmp_path: Path) -> None:
